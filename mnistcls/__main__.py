@@ -1,0 +1,3 @@
+from mnistcls.cli import main
+
+main()

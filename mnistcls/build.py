@@ -1,0 +1,166 @@
+"""Spec -> Keras model, with the shape checks only a real layout can make.
+
+The model takes raw uint8 images of shape (H, W, 1): the spec's preprocessing is a
+weightless Rescaling layer in front (x/255, or standardization with the training
+set's mean and std), so a saved model classifies raw images with nothing to repeat.
+"""
+
+import re
+from dataclasses import dataclass
+
+from mnistcls import layers
+from mnistcls.errors import SpecError
+
+MNIST_SHAPE = (28, 28, 1)
+
+
+@dataclass
+class LayerRow:
+    name: str
+    kind: str  # the Keras class name
+    output_shape: tuple
+    params: int
+    macs: int  # multiply-accumulates per image
+
+
+@dataclass
+class ModelSummary:
+    """What `mnistcls summary` shows of a model: Keras' table plus MACs."""
+
+    name: str
+    description: str
+    rows: list
+    total: int
+    trainable: int
+    non_trainable: int
+
+    @property
+    def macs(self):
+        return sum(r.macs for r in self.rows)
+
+    def to_dict(self):
+        return {
+            "name": self.name, "description": self.description,
+            "layers": [{"name": r.name, "type": r.kind, "output_shape": list(r.output_shape),
+                        "params": r.params, "macs": r.macs} for r in self.rows],
+            "total_params": self.total, "trainable_params": self.trainable,
+            "non_trainable_params": self.non_trainable, "macs_per_image": self.macs,
+            "flops_per_image": 2 * self.macs,
+        }
+
+
+def build_model(spec, input_shape=MNIST_SHAPE, num_classes=10, pixel_stats=(0.0, 1.0), dtype="float32"):
+    """Lay out the spec's layers as a Keras functional model.
+
+    Args:
+        spec: a validated `Spec`.
+        input_shape: (H, W, channels) of the dataset's images.
+        num_classes: the dataset's number of classes; the output must have this size.
+        pixel_stats: (mean, std) of the training set's x/255, used by `standardize`.
+        dtype: Keras dtype policy for the layers (e.g. "mixed_bfloat16"); the last
+            layer always computes in float32 so the loss stays accurate.
+
+    Raises:
+        SpecError: naming each layer whose shape cannot work.
+    """
+    import keras
+
+    keras.utils.set_random_seed(spec.train.seed)
+    inputs = keras.Input(shape=input_shape, dtype="uint8", name="image")
+    x = _preprocessing(spec.data.preprocess, pixel_stats, dtype)(inputs)
+    problems = []
+    for position, layer_spec in enumerate(spec.model):
+        path = f"model.{layer_spec.index}"
+        last = position == len(spec.model) - 1
+        _, layer_type = layers.resolve(layer_spec.type)
+        if layer_type.flat_input and len(x.shape) > 2:
+            problems.append(spec.problem(path, f"'{layer_spec.type}' needs flat input but gets shape "
+                                         f"{format_shape(x.shape)}: add `- flatten` or a global pooling layer before it"))
+            break
+        args = {"dtype": "float32" if last else dtype, **layer_spec.args}
+        try:
+            layer = layers.make_layer(layer_spec.type, args)
+            window = _window_too_large(layer, x.shape)
+            if window:
+                arg = "kernel_size" if "kernel_size" in layer_spec.args else "pool_size"
+                problems.append(spec.problem(f"{path}.{arg}", f"'{layer_spec.type}' {window}"))
+                break
+            x = layer(x)
+        except Exception as err:  # Keras says why a layer cannot take this input; report it as a spec problem
+            problems.append(spec.problem(path, f"'{layer_spec.type}' cannot work here: {_keras_message(err)}"))
+            break
+        if any(d is not None and d < 1 for d in x.shape[1:]):
+            problems.append(spec.problem(path, f"'{layer_spec.type}' shrinks the image to nothing: "
+                                         f"output shape {format_shape(x.shape)}"))
+            break
+    else:
+        if tuple(x.shape[1:]) != (num_classes,):
+            problems.append(spec.problem(f"model.{spec.model[-1].index}",
+                                         f"the model outputs shape {format_shape(x.shape)}, but the dataset has "
+                                         f"{num_classes} classes: end with a layer of {num_classes} units"))
+    if problems:
+        raise SpecError(problems)
+    return keras.Model(inputs, x, name=spec.name)
+
+
+def summarize(model, name, description=""):
+    """Keras' summary figures for `model`, plus multiply-accumulates per image."""
+    rows = []
+    for layer in model.layers[1:]:  # layers[0] is the Input
+        rows.append(LayerRow(layer.name, type(layer).__name__, tuple(layer.output.shape),
+                             layer.count_params(), _macs(layer)))
+    trainable = sum(int(w.numpy().size) for w in model.trainable_weights)
+    non_trainable = sum(int(w.numpy().size) for w in model.non_trainable_weights)
+    return ModelSummary(name, description, rows, trainable + non_trainable, trainable, non_trainable)
+
+
+def _preprocessing(kind, pixel_stats, dtype):
+    import keras
+
+    mean, std = pixel_stats if kind == "standardize" else (0.0, 1.0)
+    # (x/255 - mean) / std == x * scale + offset, so one weightless Rescaling does both.
+    return keras.layers.Rescaling(scale=1 / (255.0 * std), offset=-mean / std, name=kind, dtype=dtype)
+
+
+def _window_too_large(layer, input_shape):
+    """Why a kernel or pooling window is larger than the image it slides over, or None.
+
+    Keras accepts this with padding='same' (it pads the image out), but it is
+    always a mistake in a spec: the window sees mostly padding.
+    """
+    window = getattr(layer, "kernel_size", None) or getattr(layer, "pool_size", None)
+    spatial = tuple(input_shape[1:-1])
+    if not window or len(spatial) != len(window):
+        return None
+    if any(w > s for w, s in zip(window, spatial)):
+        return (f"window {'x'.join(map(str, window))} is larger than its input "
+                f"{'x'.join(map(str, spatial))}: use a smaller kernel_size/pool_size or pool less before it")
+    return None
+
+
+def _macs(layer):
+    """Multiply-accumulates per image: each kernel weight is used once per output position.
+
+    Holds for Dense and every convolution (Conv2D, DepthwiseConv2D, ...); layers
+    without a kernel (pooling, normalization, activations) cost next to nothing.
+    """
+    kernel = getattr(layer, "kernel", None)
+    if kernel is None:
+        return 0
+    positions = 1
+    for d in layer.output.shape[1:-1]:
+        positions *= d
+    return int(kernel.numpy().size) * positions
+
+
+def format_shape(shape):
+    """(None, 28, 28, 32) as Keras prints it."""
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
+
+
+def _keras_message(err):
+    """The useful first sentence of a Keras error, without colour codes."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
+    lines = [ln.strip() for ln in text.splitlines()
+             if ln.strip() and not ln.startswith(("Exception encountered", "Arguments received"))]
+    return (lines[0] if lines else type(err).__name__)[:300]

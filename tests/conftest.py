@@ -1,0 +1,40 @@
+"""Shared fixtures: where the real data lies, and an isolated cache for every test."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+FASHION_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+# No test ever reaches the network or the user's own caches.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path_factory, monkeypatch):
+    """Every test gets an empty mnistcls cache and Keras home, and downloads are off."""
+    root = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("MNISTCLS_CACHE_DIR", str(root / "cache"))
+    monkeypatch.setenv("KERAS_HOME", str(root / "keras"))
+    monkeypatch.setenv("MNISTCLS_OFFLINE", "1")
+    monkeypatch.delenv("MNISTCLS_DATA_DIR", raising=False)
+    return root
+
+
+@pytest.fixture
+def shared_data_dir():
+    """`../shared/data`: real MNIST test set and training labels (no training images)."""
+    if not (SHARED_DATA / "mnist").is_dir():
+        pytest.skip(f"real MNIST files not found in {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def fashion_system_dir():
+    """Debian's dataset-fashion-mnist package: the complete real Fashion-MNIST."""
+    if not (FASHION_SYSTEM_DIR / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip("Fashion-MNIST not installed: apt-get install -y dataset-fashion-mnist")
+    return FASHION_SYSTEM_DIR

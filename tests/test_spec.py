@@ -1,0 +1,124 @@
+"""Spec parsing and validation: bundled configs, overrides, and one broken spec per kind of mistake."""
+
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from mnistcls import spec as specs
+from mnistcls.build import build_model, summarize
+from mnistcls.cli import cli
+from mnistcls.errors import SpecError
+
+BROKEN = sorted((Path(__file__).parent / "specs" / "broken").glob("*.yaml"))
+
+# Parameter counts of STUDY.md (total, trainable, non-trainable).
+STUDY_PARAMS = {
+    "a1_linear": (7_850, 7_850, 0),
+    "a2_hidden128": (101_770, 101_770, 0),
+    "a3_width": (795_010, 795_010, 0),
+    "a4_deep": (44_860, 44_860, 0),
+    "a4_deep_tuned": (45_460, 45_160, 300),
+    "cnn_relu": (454_410, 454_410, 0),
+    "cnn_sigmoid": (454_410, 454_410, 0),
+    "cnn_sigmoid_bn": (455_346, 454_878, 468),
+    "cnn_one_block": (804_554, 804_554, 0),
+}
+
+
+def _expectation(path):
+    """A broken spec's first line: `# expect: LINE PATH | TEXT` (PATH '-' for none)."""
+    match = re.match(r"# expect: (\d+) (\S+) \| (.*)", path.read_text().splitlines()[0])
+    line, field, text = match.groups()
+    return int(line), "" if field == "-" else field, text.strip()
+
+
+@pytest.mark.parametrize("config", sorted(STUDY_PARAMS))
+def test_bundled_config_matches_study_parameter_counts(config):
+    spec = specs.load_spec(f"{config}.yaml")
+    summary = summarize(build_model(spec), spec.name)
+    assert (summary.total, summary.trainable, summary.non_trainable) == STUDY_PARAMS[config]
+
+
+def test_every_bundled_config_is_valid_and_builds():
+    for path in specs.bundled_configs():
+        spec = specs.load_spec(path)
+        assert build_model(spec).output.shape[1:] == (10,), path.name
+
+
+def test_there_are_at_least_twenty_broken_specs():
+    assert len(BROKEN) >= 20
+
+
+@pytest.mark.parametrize("path", BROKEN, ids=[p.stem for p in BROKEN])
+def test_broken_spec_gives_one_clear_message(path):
+    line, field, text = _expectation(path)
+    result = CliRunner().invoke(cli, ["summary", "--config", str(path)])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    messages = [m for m in result.output.splitlines() if m.strip()]
+    assert len(messages) == 1, messages
+    message = messages[0]
+    location = f"{path}:{line}: " + (f"{field}: " if field else "")
+    assert location in message, message
+    assert text in message, message
+
+
+def test_all_problems_of_a_spec_are_reported_in_one_run(tmp_path):
+    path = tmp_path / "many.yaml"
+    path.write_text("model:\n  - flaten\n  - dense: {units: -1}\ntrain:\n  epochs: 0\n  batch_size: x\n")
+    with pytest.raises(SpecError) as err:
+        specs.load_spec(path)
+    found = {(p.line, p.path) for p in err.value.problems}
+    assert found == {(2, "model.0"), (3, "model.1.units"), (5, "train.epochs"), (6, "train.batch_size")}
+
+
+def test_overrides_are_type_checked_and_name_the_command_line():
+    with pytest.raises(SpecError) as err:
+        specs.load_spec("cnn_relu.yaml", ["train.epochs=three"])
+    (problem,) = err.value.problems
+    assert problem.file == "--set train.epochs=three" and problem.line is None
+    assert "must be an integer" in problem.message
+
+
+def test_overrides_reach_layers_and_nested_train_fields():
+    spec = specs.load_spec("a3_width.yaml", ["model.1.units=317", "train.optimizer.learning_rate=0.01"])
+    assert spec.model[1].args["units"] == 317
+    assert spec.train.optimizer.learning_rate == 0.01
+    assert summarize(build_model(spec), spec.name).total == 784 * 317 + 317 + 317 * 10 + 10
+
+
+def test_defaults_make_a_minimal_spec_a_layer_list():
+    spec = specs.parse_spec("model: [flatten, {dense: {units: 10, activation: softmax}}]", "mini.yaml")
+    assert spec.name == "mini"
+    assert (spec.train.batch_size, spec.train.optimizer.name, spec.train.validation) == (128, "adam", "test")
+    assert spec.data.preprocess == "scale"
+
+
+def test_sweep_values_split_on_commas_but_not_inside_yaml_lists():
+    assert specs.split_sweep("train.optimizer.learning_rate=0.01,0.1") == [
+        "train.optimizer.learning_rate=0.01", "train.optimizer.learning_rate=0.1"]
+    assert specs.split_sweep("model.0.kernel_size=[3,3]") == ["model.0.kernel_size=[3,3]"]
+
+
+def test_bundled_configs_are_found_by_bare_name_from_any_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert specs.find_config("cnn_relu.yaml") == specs.CONFIG_DIR / "cnn_relu.yaml"
+
+
+def test_missing_spec_file_is_a_usage_error_with_a_suggestion():
+    result = CliRunner().invoke(cli, ["summary", "--config", "cnn_rleu.yaml"])
+    assert result.exit_code == 2
+    assert "cnn_rleu.yaml: no such spec file" in result.output and "cnn_relu.yaml" in result.output
+
+
+def test_standardize_is_a_weightless_step_using_the_training_statistics():
+    import numpy as np
+
+    spec = specs.load_spec("seedb_cnn.yaml")
+    model = build_model(spec, pixel_stats=(0.1307, 0.3081))
+    step = model.get_layer("standardize")
+    assert step.count_params() == 0
+    out = np.asarray(step(np.array([[0, 255]], dtype="uint8")))
+    np.testing.assert_allclose(out, [[-0.1307 / 0.3081, (1 - 0.1307) / 0.3081]], rtol=1e-5)
