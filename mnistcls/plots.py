@@ -1,0 +1,264 @@
+"""Pictures of data and results, written as PNG files.
+
+Every picture comes as a pair of functions: `<name>_figure(...)` draws it and
+returns the matplotlib Figure (for tests and notebooks), and `<name>(..., path)`
+draws it and writes it to `path` as a PNG, returning the Path.
+
+Only matplotlib's object API is used (a `Figure` with its own Agg canvas), never
+pyplot: there is no global figure state to leak between plots, and no GUI backend
+is needed, so this works the same on a headless server.
+"""
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
+
+from mnistcls.errors import MnistclsError
+
+DPI = 120
+WRONG_COLOUR = "tab:red"
+# Few epochs draw short lines; markers show where each epoch's value lies.
+MARKER_MAX_EPOCHS = 20
+
+
+def _new_figure(width, height, title=None):
+    """A blank figure in the common style: constrained layout, fixed DPI, optional title.
+
+    Args:
+        width: width in inches.
+        height: height in inches.
+        title: optional title above all panels.
+    """
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    if title:
+        fig.suptitle(title, fontsize="large")
+    return fig
+
+
+def _save(fig, path):
+    """Write `fig` to `path` as a PNG, atomically, and return the Path.
+
+    The PNG is first written to a hidden file beside `path` and then renamed over
+    it, so a reader never sees a half-written picture and a crash leaves the old
+    file (if any) in place. Missing parent folders are created.
+
+    Args:
+        fig: the Figure to write.
+        path: where the PNG goes; an existing file there is replaced.
+
+    Raises:
+        MnistclsError: the file cannot be written.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fig.savefig(tmp, format="png")
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)  # only still there if something failed
+    except OSError as exc:
+        raise MnistclsError(
+            f"cannot write the picture {path}: {exc.strerror or exc}; choose a folder you can write to"
+        ) from exc
+    return path
+
+
+def image_grid_figure(images, titles, *, title=None, cols=None, mistakes=None):
+    """Draw grey images in a grid, each with a small title.
+
+    To show pairs side by side (say a user's image and the 28x28 input the model
+    saw), interleave them and pass `cols=2`.
+
+    Args:
+        images: sequence of grey uint8 arrays of shape (H, W); sizes may differ.
+        titles: one title per image, e.g. a class name or "true: Shirt\\npred: Coat".
+        title: optional title above the grid.
+        cols: images per row; by default the grid is about square.
+        mistakes: optional booleans, one per image; titles of True ones are red.
+    """
+    n = len(images)
+    if n == 0:
+        raise ValueError("no images to draw")
+    if len(titles) != n or (mistakes is not None and len(mistakes) != n):
+        raise ValueError("images, titles and mistakes must have the same length")
+    cols = min(cols or math.ceil(math.sqrt(n)), n)
+    rows = math.ceil(n / cols)
+    title_lines = max(str(t).count("\n") + 1 for t in titles)
+    cell_height = 1.6 + 0.2 * title_lines
+    fig = _new_figure(1.6 * cols, cell_height * rows + (0.4 if title else 0), title)
+
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax in axes[n:]:
+        ax.set_axis_off()  # the empty cells after the last image
+    for ax, image, label, wrong in zip(axes, images, titles, mistakes or [False] * n):
+        ax.imshow(np.asarray(image), cmap="gray", vmin=0, vmax=255)
+        ax.set_title(label, fontsize="small", color=WRONG_COLOUR if wrong else "black")
+        # No ticks, but keep a thin frame so a white image stays visible on the white page.
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_color("0.75")
+    return fig
+
+
+def image_grid(images, titles, path, *, title=None, cols=None, mistakes=None):
+    """Write `image_grid_figure(...)` to `path` as a PNG and return the Path."""
+    return _save(image_grid_figure(images, titles, title=title, cols=cols, mistakes=mistakes), path)
+
+
+def learning_curves_figure(histories, *, title=None):
+    """Draw loss (log scale) and accuracy per epoch for one or more training runs.
+
+    Each run has its own colour; training is solid and validation dashed.
+
+    Args:
+        histories: dict run label -> Keras-style history, e.g. {"loss": [...],
+            "val_loss": [...], "accuracy": [...], "val_accuracy": [...]}; any key
+            may be missing and is then not drawn.
+        title: optional title above both panels.
+    """
+    if not histories:
+        raise ValueError("no training histories to draw")
+    fig = _new_figure(10, 4, title)
+    loss_ax, acc_ax = fig.subplots(1, 2)
+    has_validation = False
+    for i, history in enumerate(histories.values()):
+        colour = f"C{i % 10}"
+        for ax, metric in ((loss_ax, "loss"), (acc_ax, "accuracy")):
+            for key, style in ((metric, "-"), (f"val_{metric}", "--")):
+                values = history.get(key)
+                if values is None or len(values) == 0:
+                    continue
+                has_validation |= key.startswith("val_")
+                epochs = np.arange(1, len(values) + 1)
+                marker = "o" if len(values) <= MARKER_MAX_EPOCHS else None
+                ax.plot(epochs, values, linestyle=style, color=colour, marker=marker, markersize=3)
+
+    loss_ax.set_yscale("log")  # losses shrink by orders of magnitude; log shows late progress
+    for ax, name in ((loss_ax, "loss"), (acc_ax, "accuracy")):
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(name)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(True, alpha=0.3)
+
+    # One legend explains both encodings: colour = run (if several), line style = split.
+    handles = []
+    if len(histories) > 1:
+        handles += [Line2D([], [], color=f"C{i % 10}", label=str(label)) for i, label in enumerate(histories)]
+    handles.append(Line2D([], [], color="0.3", linestyle="-", label="train"))
+    if has_validation:
+        handles.append(Line2D([], [], color="0.3", linestyle="--", label="validation"))
+    acc_ax.legend(handles=handles, loc="best", fontsize="small")
+    return fig
+
+
+def learning_curves(histories, path, *, title=None):
+    """Write `learning_curves_figure(...)` to `path` as a PNG and return the Path."""
+    return _save(learning_curves_figure(histories, title=title), path)
+
+
+def _is_number(value):
+    return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+
+
+def sweep_plot_figure(values, best_val_loss, best_val_accuracy, *, param_name, log_x=False):
+    """Draw the best validation loss and accuracy reached for each value of a swept setting.
+
+    Numeric values are placed at their value on the x axis (sorted, and ticked at
+    exactly the swept values); anything else (e.g. optimizer names) is placed as
+    evenly spaced categories in the given order.
+
+    Args:
+        values: the swept values, e.g. hidden units [10, 32, 100, 317, 1000].
+        best_val_loss: the lowest validation loss of the run for each value.
+        best_val_accuracy: the highest validation accuracy of the run for each value.
+        param_name: what was swept, used as the x axis label.
+        log_x: use a log x axis; only for numeric values, which must then be > 0.
+    """
+    values = list(values)
+    if not values or not len(values) == len(best_val_loss) == len(best_val_accuracy):
+        raise ValueError("values, best_val_loss and best_val_accuracy must be non-empty and of the same length")
+    numeric = all(_is_number(v) for v in values)
+    if numeric and log_x and min(values) <= 0:
+        raise ValueError(f"a log x axis needs positive values of {param_name}, got {min(values)}")
+
+    if numeric:
+        order = np.argsort(values, kind="stable")
+        x = np.asarray(values, dtype=float)[order]
+        tick_labels = [f"{v:g}" for v in x]
+    else:
+        order = np.arange(len(values))
+        x = order.astype(float)
+        tick_labels = [str(v) for v in values]
+
+    fig = _new_figure(10, 4)
+    panels = zip(fig.subplots(1, 2), ("best validation loss", "best validation accuracy"),
+                 (best_val_loss, best_val_accuracy))
+    for ax, name, scores in panels:
+        y = np.asarray(scores, dtype=float)[order]
+        ax.plot(x, y, "o-")
+        for xi, yi in zip(x, y):
+            ax.annotate(f"{yi:.3g}", (xi, yi), textcoords="offset points", xytext=(0, 6),
+                        ha="center", fontsize="x-small")
+        if numeric and log_x:
+            ax.set_xscale("log")
+        ax.set_xticks(x, tick_labels)
+        ax.minorticks_off()  # log axes add minor ticks between the swept values
+        ax.margins(x=0.08, y=0.15)  # room for the first/last point and the value labels
+        ax.set_title(name)
+        ax.set_xlabel(param_name)
+        ax.set_ylabel(name)
+        ax.grid(True, alpha=0.3)
+    return fig
+
+
+def sweep_plot(values, best_val_loss, best_val_accuracy, path, *, param_name, log_x=False):
+    """Write `sweep_plot_figure(...)` to `path` as a PNG and return the Path."""
+    return _save(sweep_plot_figure(values, best_val_loss, best_val_accuracy,
+                                   param_name=param_name, log_x=log_x), path)
+
+
+def confusion_heatmap_figure(confusion, class_names, *, title=None):
+    """Draw a confusion matrix as a heatmap with the count written in every cell.
+
+    Args:
+        confusion: square count matrix, rows = true class, columns = predicted.
+        class_names: one name per class, in label order.
+        title: optional title above the heatmap.
+    """
+    confusion = np.asarray(confusion)
+    n = len(class_names)
+    if confusion.shape != (n, n):
+        raise ValueError(f"{n} class names for a confusion matrix of shape {confusion.shape}")
+    side = max(4.0, 0.55 * n + 2.5)
+    fig = _new_figure(side + 1, side, title)
+    ax = fig.subplots()
+    image = ax.imshow(confusion, cmap="Blues")
+    fig.colorbar(image, ax=ax, shrink=0.8, label="count")
+
+    # Dark cells get white text so every count stays readable.
+    dark = confusion.max() / 2
+    for (row, col), count in np.ndenumerate(confusion):
+        ax.text(col, row, str(count), ha="center", va="center", fontsize="small",
+                color="white" if count > dark else "black")
+
+    ax.set_xticks(range(n), class_names, rotation=45, ha="right", rotation_mode="anchor")
+    ax.set_yticks(range(n), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    return fig
+
+
+def confusion_heatmap(confusion, class_names, path, *, title=None):
+    """Write `confusion_heatmap_figure(...)` to `path` as a PNG and return the Path."""
+    return _save(confusion_heatmap_figure(confusion, class_names, title=title), path)
