@@ -224,6 +224,7 @@ class DatasetReport:
     name: str
     title: str
     places: tuple[PlaceReport, ...]  # in the order they are searched
+    advice: tuple[str, ...] = ()  # how to get the files, for when some are missing
 
     @property
     def missing(self) -> list[str]:
@@ -340,7 +341,7 @@ def survey(*, data_dir=None, verify=True) -> list[DatasetReport]:
                 )
                 for place in _places(known, data_dir)
             )
-            reports.append(DatasetReport(known.name, known.title, places))
+            reports.append(DatasetReport(known.name, known.title, places, tuple(_where_to_get(known))))
     finally:
         stamps.save()
     return reports

@@ -54,3 +54,9 @@ class SpecError(MnistclsError):
     def __init__(self, problems):
         self.problems = list(problems)
         super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class Interrupted(MnistclsError):
+    """Ctrl-C during a job that has been left in a clean state."""
+
+    exit_code = 130

@@ -8,6 +8,7 @@ import json
 import sys
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from mnistcls.build import format_shape
@@ -24,7 +25,7 @@ def table(title, columns, rows, caption=None):
         numeric = col.endswith(">")
         # Only free text may wrap: names and numbers stay on one line so rows stay readable.
         t.add_column(col.rstrip(">"), justify="right" if numeric else "left", no_wrap=numeric or i == 0,
-                     min_width=None if numeric else 12)
+                     min_width=None if numeric else 12, overflow="fold")
     for row in rows:
         t.add_row(*[str(v) for v in row])
     return t
@@ -70,3 +71,113 @@ def models_overview(summaries):
     return table("Bundled configs",
                  ["Config", "Layers>", "Params>", "Trainable>", "Non-trainable>", "FLOPs/image>", "Description"],
                  rows)
+
+
+# --- training ----------------------------------------------------------------------
+
+class TrainingProgress:
+    """A live bar per epoch (steps, loss, accuracy, ETA) that leaves one line per finished epoch.
+
+    Driven by train.ProgressEvents; used as a context manager around `fit`.
+    """
+
+    def __init__(self, title, out=None):
+        self.console = out or console
+        self.title = title
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[metrics]}"), TimeRemainingColumn(),
+                                 console=self.console, transient=True)
+        self.task = None
+
+    def __enter__(self):
+        self.console.print(f"[bold]{self.title}[/]")
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.progress.stop()
+
+    def epoch_begin(self, epoch, epochs, steps):
+        self.epochs = epochs
+        self.task = self.progress.add_task(f"epoch {epoch}/{epochs}", total=steps, metrics="")
+
+    def batch_end(self, step, logs):
+        self.progress.update(self.task, completed=step, metrics=_metrics_text(logs))
+
+    def epoch_end(self, epoch, logs, seconds):
+        self.progress.remove_task(self.task)
+        width = len(str(self.epochs))
+        self.console.print(f"epoch {epoch:>{width}}/{self.epochs}  {_metrics_text(logs)}  {seconds:6.1f}s")
+
+
+def _metrics_text(logs):
+    parts = []
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        if key in logs:
+            parts.append(f"{key} {logs[key]:.4f}")
+    return "  ".join(parts)
+
+
+RESULT_COLUMNS = ["Test acc>", "Test loss>", "Best val acc>", "@ epoch>", "Epochs>", "s/epoch>", "Params>"]
+
+
+def results_table(results, title="Results"):
+    """One row per run (its id names config and dataset), plus a column per swept field.
+
+    `results`: dicts with run, [sweep] and TrainResult's fields.
+    """
+    swept = sorted({k for r in results for k in r.get("sweep", {})})
+    columns = ["Run", *swept, *RESULT_COLUMNS]
+    rows = []
+    for r in results:
+        rows.append([r["run"], *[r.get("sweep", {}).get(k, "") for k in swept],
+                     percent(r.get("test_accuracy")), _number(r.get("test_loss")),
+                     percent(r.get("best_val_accuracy")), r.get("best_epoch", "-"), r.get("epochs_run", "-"),
+                     _number(r.get("seconds_per_epoch"), 1), count(r["params"]) if "params" in r else "-"])
+    return table(title, columns, rows)
+
+
+def _number(x, digits=4):
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+class DownloadProgress:
+    """A progress bar per downloaded file; called as progress(description, done_bytes, total_bytes)."""
+
+    def __init__(self, out=None):
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[size]}"),
+                                 TimeRemainingColumn(), console=out or err_console, transient=False)
+        self.tasks = {}
+
+    def __enter__(self):
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.progress.stop()
+
+    def __call__(self, description, done, total):
+        if description not in self.tasks:
+            self.tasks[description] = self.progress.add_task(description, total=total, size="")
+        size = f"{done / 1e6:.1f}/{total / 1e6:.1f} MB" if total else f"{done / 1e6:.1f} MB"
+        self.progress.update(self.tasks[description], completed=done, total=total, size=size)
+
+
+# --- data ----------------------------------------------------------------------------
+
+_FILE_MARKS = {"verified": "[green]verified[/]", "bad": "[red]BAD[/]", "missing": "[dim]-[/]",
+               "not checked": "[yellow]not checked[/]"}
+
+
+def dataset_places(dataset_report):
+    """For `data list`: every place looked for one dataset, and what each file there is."""
+    files = [f.file.replace("-ubyte", "") for f in dataset_report.places[0].files]
+    rows = [(p.place, p.path if p.exists else f"[dim]{p.path} (none)[/]",
+             *[_FILE_MARKS[str(f.status)] for f in p.files]) for p in dataset_report.places]
+    if dataset_report.ready:
+        caption = "[green]ready[/]: every file's first copy is verified"
+    else:
+        missing = dataset_report.missing
+        caption = (f"[red]missing[/]: {', '.join(missing)}\n" if missing else "[red]not ready[/]: a file is bad\n")
+        caption += "\n".join(dataset_report.advice)
+    return table(f"{dataset_report.title} ({dataset_report.name})", ["Place", "Path", *files], rows, caption)

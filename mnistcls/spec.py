@@ -133,6 +133,10 @@ class ScheduleSpec:
     decay: float = field(default=0.0, metadata=_doc("inverse_time: decay per step", lambda v: _number(v, 0)))
     patience: int = field(default=3, metadata=_doc("plateau: epochs without improvement", lambda v: _int(v, 1)))
 
+    def to_dict(self):
+        """Only the fields this schedule reads, so a resolved spec re-validates."""
+        return {"name": self.name, **{key: getattr(self, key) for key in SCHEDULES[self.name]}}
+
 
 @dataclass
 class TrainSpec:
@@ -501,6 +505,8 @@ def _check_output(model, train, problem, written):
 
 
 def _as_plain(obj):
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
     if is_dataclass(obj):
         out = {f.name: _as_plain(getattr(obj, f.name)) for f in fields(obj) if f.name != "options"}
         return {**out, **getattr(obj, "options", {})}

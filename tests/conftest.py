@@ -38,3 +38,24 @@ def fashion_system_dir():
     if not (FASHION_SYSTEM_DIR / "train-images-idx3-ubyte.gz").is_file():
         pytest.skip("Fashion-MNIST not installed: apt-get install -y dataset-fashion-mnist")
     return FASHION_SYSTEM_DIR
+
+
+@pytest.fixture(scope="session")
+def small_fashion(tmp_path_factory):
+    """A slice of the real Fashion-MNIST (600 train, 200 test) as a custom IDX folder."""
+    if not (FASHION_SYSTEM_DIR / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip("Fashion-MNIST not installed: apt-get install -y dataset-fashion-mnist")
+    from mnistcls import data
+
+    folder = tmp_path_factory.mktemp("small_fashion")
+    for split, count in (("train", 600), ("t10k", 200)):
+        images = data.read_idx(FASHION_SYSTEM_DIR / f"{split}-images-idx3-ubyte.gz")[:count]
+        labels = data.read_idx(FASHION_SYSTEM_DIR / f"{split}-labels-idx1-ubyte.gz")[:count]
+        data.write_idx(folder / f"{split}-images-idx3-ubyte.gz", images)
+        data.write_idx(folder / f"{split}-labels-idx1-ubyte.gz", labels)
+    (folder / "classes.txt").write_text("\n".join(
+        ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]))
+    return folder
+
+
+TINY_SPEC = str(Path(__file__).parent / "specs" / "tiny_cnn.yaml")

@@ -35,3 +35,38 @@ def test_every_command_help_shows_an_example():
 
 def test_unknown_option_is_a_usage_error():
     assert CliRunner().invoke(cli, ["summary", "--no-such-option"]).exit_code == 2
+
+
+def test_data_list_shows_where_each_dataset_was_found(shared_data_dir, fashion_system_dir):
+    result = CliRunner().invoke(cli, ["data", "list", "--json", "--data-dir", str(shared_data_dir)])
+    assert result.exit_code == 0, result.output
+    import json
+
+    mnist, fashion = json.loads(result.output)
+    assert fashion["ready"] and any(p["path"] == str(fashion_system_dir) and
+                                    all(f["status"] == "verified" for f in p["files"]) for p in fashion["places"])
+    assert mnist["missing"] == ["train-images-idx3-ubyte"] and not mnist["ready"]
+    assert any("mnistcls data download mnist" in line for line in mnist["advice"])
+
+
+def test_data_show_writes_a_new_png_and_never_overwrites(fashion_system_dir, tmp_path, monkeypatch):
+    from PIL import Image
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "fashion-test-samples.png").write_text("mine")
+    result = CliRunner().invoke(cli, ["data", "show", "-d", "fashion", "--split", "test", "--count", "9"])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == "fashion-test-samples-2.png"
+    assert (tmp_path / "fashion-test-samples.png").read_text() == "mine"
+    assert Image.open(tmp_path / "fashion-test-samples-2.png").size[0] > 200
+
+
+def test_a_corrupt_data_file_is_one_clear_message(tmp_path):
+    folder = tmp_path / "fashion"
+    folder.mkdir()
+    (folder / "t10k-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b not really gzip")
+    (folder / "t10k-labels-idx1-ubyte.gz").write_bytes(b"")
+    result = CliRunner().invoke(cli, ["data", "show", "-d", "fashion", "--split", "test",
+                                      "--data-dir", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "t10k-images-idx3-ubyte" in result.output and "Traceback" not in result.output

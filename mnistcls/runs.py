@@ -1,0 +1,164 @@
+"""Run records: one new folder per training run under the runs directory.
+
+    runs/20261123-153000_cnn_relu_fashion/
+      run.json        what ran: config, dataset, status, versions, device, precision, data source
+      spec.yaml       the fully resolved spec (overrides and seed applied); `--resume` reads it
+      model.keras     the model after the last completed epoch (then the final one)
+      history.json    per-epoch losses, accuracies, learning rate, seconds (also history.csv)
+      metrics.json    final results: test accuracy and loss, best validation, time per epoch
+      curves.png      learning curves (report draws it)
+      backup/         BackupAndRestore's state while a run is unfinished
+      tensorboard/    TensorBoard logs
+
+A folder is never reused or overwritten; every file in it is written atomically.
+"""
+
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from mnistcls.errors import UsageError
+from mnistcls.files import read_json, write_json, write_text
+
+STATUSES = ("running", "finished", "interrupted", "failed", "killed")
+
+
+def runs_dir(path=None):
+    """The runs directory: `--runs-dir`, else $MNISTCLS_RUNS_DIR, else ./runs."""
+    return Path(path or os.environ.get("MNISTCLS_RUNS_DIR") or "runs")
+
+
+@dataclass
+class Run:
+    path: Path
+
+    @property
+    def id(self):
+        return self.path.name
+
+    @property
+    def info(self):
+        return read_json(self.path / "run.json", {})
+
+    @property
+    def metrics(self):
+        return read_json(self.path / "metrics.json", {})
+
+    @property
+    def history(self):
+        return read_json(self.path / "history.json", [])
+
+    @property
+    def curves(self):
+        """The history per metric, as Keras' History.history has it: {"loss": [...], ...}."""
+        history = self.history
+        return {key: [row.get(key) for row in history] for key in dict.fromkeys(k for r in history for k in r)}
+
+    @property
+    def spec_text(self):
+        return (self.path / "spec.yaml").read_text(encoding="utf-8")
+
+    @property
+    def status(self):
+        """As recorded, except that a 'running' run whose process is gone was killed."""
+        info = self.info
+        status = info.get("status", "failed")
+        if status == "running" and info.get("host") == socket.gethostname() and not _alive(info.get("pid")):
+            return "killed"
+        return status
+
+    def update(self, **fields):
+        write_json(self.path / "run.json", {**self.info, **fields})
+
+
+def create(directory, spec, dataset, environment):
+    """Make a new run folder for `spec` trained on `dataset` and record what is about to run."""
+    directory = runs_dir(directory)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = f"{stamp}_{_safe(spec.name)}_{_safe(dataset)}"
+    for attempt in range(1, 1000):
+        path = directory / (base if attempt == 1 else f"{base}-{attempt}")
+        try:
+            path.mkdir(parents=True)  # exclusive: two runs in the same second get different folders
+            break
+        except FileExistsError:
+            continue
+        except OSError as err:
+            raise UsageError(f"{directory}: cannot create a run folder there ({err.strerror}); "
+                             "choose another with --runs-dir") from None
+    write_text(path / "spec.yaml", yaml.safe_dump(spec.to_dict(), sort_keys=False))
+    run = Run(path)
+    write_json(path / "run.json", {
+        "id": run.id, "config": spec.name, "config_file": spec.source, "overrides": spec.overrides,
+        "dataset": dataset, "status": "running", "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        **_process(), **environment,
+    })
+    return run
+
+
+def resume(run):
+    """Mark an unfinished run as running again in this process."""
+    if run.status == "finished":
+        raise UsageError(f"run {run.id} has already finished; there is nothing to resume")
+    if run.status == "running":
+        raise UsageError(f"run {run.id} is still running (process {run.info.get('pid')})")
+    run.update(status="running", **_process())
+
+
+def finish(run, metrics):
+    write_json(run.path / "metrics.json", metrics)
+    run.update(status="finished", finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
+
+
+def all_runs(directory=None):
+    """Every run in the runs directory, oldest first."""
+    directory = runs_dir(directory)
+    if not directory.is_dir():
+        return []
+    return [Run(p) for p in sorted(directory.iterdir()) if (p / "run.json").is_file()]
+
+
+def find(reference, directory=None):
+    """A run by folder path, by id, or by a unique start of its id."""
+    path = Path(reference)
+    if (path / "run.json").is_file():
+        return Run(path)
+    runs = all_runs(directory)
+    matches = [r for r in runs if r.id == reference] or [r for r in runs if r.id.startswith(reference)]
+    if len(matches) == 1:
+        return matches[0]
+    where = runs_dir(directory)
+    if not matches:
+        raise UsageError(f"no run '{reference}' in {where}" + (
+            f"; `mnistcls runs` lists the {len(runs)} there" if runs else " (it holds no runs yet)"))
+    raise UsageError(f"'{reference}' matches {len(matches)} runs in {where}: "
+                     + ", ".join(r.id for r in matches[:5]) + "; give more of the id")
+
+
+def latest(dataset, directory=None):
+    """The most recent run trained on `dataset`, or None."""
+    runs = [r for r in all_runs(directory) if r.info.get("dataset") == dataset]
+    return runs[-1] if runs else None
+
+
+def _process():
+    return {"pid": os.getpid(), "host": socket.gethostname()}
+
+
+def _alive(pid):
+    try:
+        os.kill(int(pid), 0)
+    except (TypeError, ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _safe(text):
+    """A name usable in a folder name."""
+    return "".join(c if c.isalnum() or c in "-." else "_" for c in str(text).strip("/").split("/")[-1])

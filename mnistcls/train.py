@@ -1,0 +1,369 @@
+"""Training: a validated spec and in-memory data in, a trained model and its history out.
+
+Everything around the loop is a Keras callback plugged into `fit`: resuming
+(BackupAndRestore), early stopping, the learning-rate plateau rule, TensorBoard,
+and the two of our own below (an atomic per-epoch record, and progress events for
+the display). The loop itself is Keras'.
+
+The input pipeline shuffles with a permutation computed from (seed, epoch), not
+from an iterator's state, so a run resumed at epoch k sees exactly the batches an
+uninterrupted run sees: with the same seed both end with the same weights.
+"""
+
+import math
+import shutil
+import signal
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mnistcls.build import build_model, summarize
+from mnistcls.files import atomic_path, read_json, write_json, write_text
+from mnistcls.spec import OPTIMIZERS
+
+EVAL_BATCH_SIZE = 1000  # inference needs no small batches; larger ones are faster
+
+
+@dataclass
+class TrainResult:
+    """The figures a finished (or interrupted) run is judged by."""
+
+    test_accuracy: float
+    test_loss: float
+    best_val_accuracy: float
+    best_val_loss: float
+    best_epoch: int  # 1-based epoch of the best validation accuracy
+    epochs_run: int
+    seconds_per_epoch: float  # median over the epochs of this process
+    params: int
+
+    def to_dict(self):
+        return asdict(self)
+
+
+def fit(spec, dataset, run_dir, *, strategy, precision, progress=None, writes_files=True):
+    """Train `spec` on `dataset`, keeping the run's state in `run_dir`; resume if it holds a backup.
+
+    Args:
+        spec: a validated Spec.
+        dataset: a data.Dataset with train and test splits loaded.
+        run_dir: the run's folder: model.keras, history.{json,csv}, backup/, tensorboard/.
+        strategy: the tf.distribute strategy to build and train under.
+        precision: the Keras dtype policy, e.g. "float32" or "mixed_bfloat16".
+        progress: optional object with `epoch_begin(epoch, epochs, steps)`,
+            `batch_end(step, logs)` and `epoch_end(epoch, logs, seconds)`.
+        writes_files: False on the non-chief workers of a cluster: they train
+            but write nothing a chief's file could collide with.
+
+    Returns:
+        (the trained keras.Model, TrainResult)
+    """
+    run_dir = Path(run_dir)
+    train_x, train_y, val_x, val_y = _split(dataset, spec.train)
+    steps = math.ceil(len(train_x) / spec.train.batch_size)
+    backup_dir = run_dir / "backup" if writes_files else Path(_scratch_dir(run_dir))
+    first_epoch = resumed_epoch(backup_dir)
+
+    with strategy.scope():
+        model = build_model(spec, input_shape=(*dataset.image_shape, 1), num_classes=dataset.num_classes,
+                            pixel_stats=_pixel_stats(train_x), dtype=precision)
+        learning_rate, schedule_callbacks = _learning_rate(spec.train, steps)
+        model.compile(
+            optimizer=_optimizer(spec.train.optimizer, learning_rate),
+            loss=_loss(spec.train),
+            metrics=["accuracy"],
+            steps_per_execution=spec.train.steps_per_execution,
+            jit_compile=False,  # XLA was about 2x slower on CPU here (issue 6 measurements)
+        )
+
+    one_hot = spec.train.loss == "categorical_crossentropy"
+    global_batch = spec.train.batch_size
+    train_data = _training_batches(train_x, train_y, global_batch, spec.train.seed, first_epoch,
+                                   spec.train.epochs, dataset.num_classes, one_hot)
+    val_data = _batches(val_x, val_y, EVAL_BATCH_SIZE, dataset.num_classes, one_hot)
+
+    recorder = EpochRecorder(run_dir, first_epoch, write=writes_files)
+    saving = SavingSection()
+    callbacks = [saving.opener, recorder, keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True),
+                 saving.closer, *schedule_callbacks]
+    if spec.train.early_stopping:
+        callbacks.append(keras.callbacks.EarlyStopping(**spec.train.early_stopping))
+    if writes_files:
+        callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False))
+    if progress is not None:
+        callbacks.append(ProgressEvents(progress, spec.train.epochs, steps))
+
+    with saving:
+        model.fit(train_data, epochs=spec.train.epochs, initial_epoch=first_epoch, steps_per_epoch=steps,
+                  validation_data=val_data, callbacks=callbacks, shuffle=False, verbose=0)  # we shuffle
+    if writes_files:
+        save_model(model, run_dir / "model.keras")  # again: EarlyStopping may have restored best weights
+    test_loss, test_accuracy = model.evaluate(
+        _batches(dataset.x_test, dataset.y_test, EVAL_BATCH_SIZE, dataset.num_classes, one_hot), verbose=0)
+    return model, _result(recorder.history, test_loss, test_accuracy, summarize(model, spec.name).total)
+
+
+def resumed_epoch(backup_dir):
+    """The epoch BackupAndRestore will resume at (0 without a backup), mending the backup first.
+
+    A kill -9 can cut a backup file short. BackupAndRestore keeps the previous
+    copy (double_checkpoint), so a half-written latest copy is replaced by the
+    previous one, as Keras itself does for weights; with no whole copy at all the
+    run starts over. Deciding it here keeps the input pipeline and the restored
+    weights at the same epoch.
+    """
+    backup = Path(backup_dir)
+    latest = (backup / "training_metadata.json", backup / "latest.weights.h5")
+    previous = tuple(path.with_name(path.name + ".bkp") for path in latest)
+    for metadata, weights in (latest, previous):
+        epoch = read_json(metadata, {}).get("epoch") if metadata.is_file() else None
+        if isinstance(epoch, int) and _readable_weights(weights):
+            if metadata != latest[0]:
+                for old, new in zip(previous, latest):
+                    shutil.copyfile(old, new)
+            return epoch
+    shutil.rmtree(backup, ignore_errors=True)
+    return 0
+
+
+def _readable_weights(path):
+    import h5py
+
+    try:
+        with h5py.File(path, "r"):
+            return True
+    except OSError:
+        return False
+
+
+def save_model(model, path):
+    """Save a .keras file atomically: a kill mid-write leaves the previous file intact."""
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+
+
+# --- callbacks ------------------------------------------------------------------
+
+class EpochRecorder(keras.callbacks.Callback):
+    """Keeps the cumulative per-epoch history and the model on disk after every epoch.
+
+    On resume it continues the history from the backup's epoch, dropping any
+    epoch that finished after the last backup, so history and weights agree.
+    """
+
+    def __init__(self, run_dir, first_epoch, write=True):
+        super().__init__()
+        self.run_dir = Path(run_dir)
+        self.write = write
+        self.history = read_json(self.run_dir / "history.json", [])[:first_epoch]
+        self._started = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()},
+               "learning_rate": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
+               "seconds": time.perf_counter() - self._started}
+        self.history.append(row)
+        if self.write:
+            save_model(self.model, self.run_dir / "model.keras")
+            write_json(self.run_dir / "history.json", self.history)
+            _write_csv(self.run_dir / "history.csv", self.history)
+
+
+class SavingSection:
+    """Holds Ctrl-C back while an epoch's files are written, so history, model and backup agree.
+
+    Its `opener` callback goes before the callbacks that save at the end of an
+    epoch and its `closer` after them; a Ctrl-C in between is raised by `closer`.
+    """
+
+    def __init__(self):
+        self.saving = False
+        self.pending = False
+        self.opener = _EpochEndHook(self._open)
+        self.closer = _EpochEndHook(self._close)
+        self._previous_handler = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():  # signals reach only the main thread
+            self._previous_handler = signal.signal(signal.SIGINT, self._interrupt)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous_handler is not None:
+            signal.signal(signal.SIGINT, self._previous_handler)
+
+    def _interrupt(self, signum, frame):
+        if self.saving:
+            self.pending = True
+        else:
+            raise KeyboardInterrupt
+
+    def _open(self):
+        self.saving = True
+
+    def _close(self):
+        self.saving = False
+        if self.pending:
+            raise KeyboardInterrupt
+
+
+class _EpochEndHook(keras.callbacks.Callback):
+    def __init__(self, hook):
+        super().__init__()
+        self.hook = hook
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.hook()
+
+
+class ProgressEvents(keras.callbacks.Callback):
+    """Forwards Keras' training events to a display object that knows nothing of Keras."""
+
+    def __init__(self, display, epochs, steps):
+        super().__init__()
+        self.display, self.epochs, self.steps = display, epochs, steps
+        self._started = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started = time.perf_counter()
+        self.display.epoch_begin(epoch + 1, self.epochs, self.steps)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.display.batch_end(batch + 1, logs or {})
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.display.epoch_end(epoch + 1, logs or {}, time.perf_counter() - self._started)
+
+
+# --- pieces of fit ---------------------------------------------------------------
+
+def _split(dataset, train_spec):
+    """(train_x, train_y, val_x, val_y): the test set, or a seeded held-out fraction."""
+    if train_spec.validation == "test":
+        return dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test
+    order = np.random.default_rng(train_spec.seed).permutation(len(dataset.x_train))
+    held = int(round(train_spec.validation * len(order)))
+    val, train = np.sort(order[:held]), np.sort(order[held:])
+    return dataset.x_train[train], dataset.y_train[train], dataset.x_train[val], dataset.y_train[val]
+
+
+def _pixel_stats(images):
+    """Mean and std of x/255 over the training images, for `standardize`."""
+    x = np.asarray(images, dtype=np.float32) / 255.0
+    return float(x.mean()), float(x.std())
+
+
+def _training_batches(x, y, batch_size, seed, first_epoch, epochs, num_classes, one_hot):
+    """Shuffled batches for epochs first_epoch..epochs-1, one permutation per (seed, epoch)."""
+    images, labels = tf.constant(x), tf.constant(y)
+    count = len(x)
+
+    def epoch_batches(epoch):
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(count), seed=tf.stack([tf.cast(seed, tf.int64), epoch]))
+        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+
+    def gather(index):  # one gather per batch, far cheaper than a map per image
+        return _features(tf.gather(images, index), tf.gather(labels, index), num_classes, one_hot)
+
+    return (tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch_batches)
+            .map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            .prefetch(tf.data.AUTOTUNE))
+
+
+def _batches(x, y, batch_size, num_classes, one_hot):
+    """Unshuffled batches for validation and evaluation."""
+    return (tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
+            .map(lambda a, b: _features(a, b, num_classes, one_hot)).prefetch(tf.data.AUTOTUNE))
+
+
+def _features(images, labels, num_classes, one_hot):
+    images = tf.expand_dims(images, -1)  # (batch, H, W) -> (batch, H, W, 1)
+    labels = tf.one_hot(tf.cast(labels, tf.int32), num_classes) if one_hot else tf.cast(labels, tf.int32)
+    return images, labels
+
+
+def _optimizer(optimizer_spec, learning_rate):
+    cls = getattr(keras.optimizers, OPTIMIZERS[optimizer_spec.name])
+    return cls(learning_rate=learning_rate, **optimizer_spec.options)
+
+
+def _loss(train_spec):
+    if train_spec.loss == "categorical_crossentropy":
+        return keras.losses.CategoricalCrossentropy(from_logits=train_spec.from_logits,
+                                                    label_smoothing=train_spec.label_smoothing)
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=train_spec.from_logits)
+
+
+def _learning_rate(train_spec, steps_per_epoch):
+    """(learning rate or schedule, extra callbacks) for the spec's schedule."""
+    schedule = train_spec.schedule
+    return _SCHEDULES[schedule.name](schedule, train_spec.optimizer.learning_rate, steps_per_epoch,
+                                     train_spec.epochs)
+
+
+def _constant(schedule, lr, steps, epochs):
+    return lr, []
+
+
+def _step(schedule, lr, steps, epochs):
+    return keras.optimizers.schedules.ExponentialDecay(
+        lr, decay_steps=schedule.every_epochs * steps, decay_rate=schedule.factor, staircase=True), []
+
+
+def _exponential(schedule, lr, steps, epochs):
+    return keras.optimizers.schedules.ExponentialDecay(lr, decay_steps=steps, decay_rate=schedule.factor), []
+
+
+def _cosine(schedule, lr, steps, epochs):
+    warmup = schedule.warmup_epochs * steps
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup else lr, decay_steps=max(1, epochs * steps - warmup),
+        alpha=schedule.min_lr / lr, warmup_target=lr if warmup else None, warmup_steps=warmup), []
+
+
+def _inverse_time(schedule, lr, steps, epochs):
+    return keras.optimizers.schedules.InverseTimeDecay(lr, decay_steps=1, decay_rate=schedule.decay), []
+
+
+def _plateau(schedule, lr, steps, epochs):
+    return lr, [keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=schedule.factor,
+                                                  patience=schedule.patience, min_lr=schedule.min_lr)]
+
+
+# One builder per schedule name of spec.SCHEDULES (a test keeps the two in step).
+_SCHEDULES = {"constant": _constant, "step": _step, "exponential": _exponential, "cosine": _cosine,
+              "inverse_time": _inverse_time, "plateau": _plateau}
+
+
+def _result(history, test_loss, test_accuracy, params):
+    val_acc = [row.get("val_accuracy", float("nan")) for row in history]
+    best = int(np.nanargmax(val_acc)) if history else 0
+    return TrainResult(
+        test_accuracy=float(test_accuracy), test_loss=float(test_loss),
+        best_val_accuracy=float(val_acc[best]) if history else float("nan"),
+        best_val_loss=float(min(row.get("val_loss", float("inf")) for row in history)) if history else float("nan"),
+        best_epoch=best + 1, epochs_run=len(history),
+        seconds_per_epoch=float(np.median([row["seconds"] for row in history])) if history else 0.0,
+        params=int(params))
+
+
+def _write_csv(path, history):
+    columns = list(dict.fromkeys(key for row in history for key in row))
+    lines = [",".join(columns)] + [",".join(f"{row.get(c, '')}" for c in columns) for row in history]
+    write_text(path, "\n".join(lines) + "\n")
+
+
+def _scratch_dir(run_dir):
+    """A private backup folder for a non-chief worker, outside the chief's run folder."""
+    import tempfile
+
+    return tempfile.mkdtemp(prefix=f"mnistcls-worker-{Path(run_dir).name}-")

@@ -1,0 +1,148 @@
+"""Training runs end to end on a small slice of the real Fashion-MNIST."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from conftest import TINY_SPEC
+from mnistcls import runs
+from mnistcls.cli import cli
+
+
+def train(*args, runs_dir):
+    result = CliRunner().invoke(cli, ["train", "--runs-dir", str(runs_dir), "--json", *args])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def test_a_run_folder_holds_the_complete_record(small_fashion, tmp_path):
+    (result,) = train("-c", TINY_SPEC, "-d", str(small_fashion), runs_dir=tmp_path)
+    run = runs.find(result["run"], tmp_path)
+    names = {p.name for p in run.path.iterdir()}
+    assert {"run.json", "spec.yaml", "model.keras", "history.json", "history.csv", "metrics.json",
+            "curves.png", "tensorboard"} <= names
+    assert "backup" not in names  # BackupAndRestore removes its state when a run finishes
+    assert run.status == "finished"
+    info = run.info
+    assert info["versions"]["tensorflow"] and info["device"].startswith("CPU")
+    assert info["data"]["verified"] is None  # a custom folder has no known checksum
+    assert [row["epoch"] for row in run.history] == [1, 2]
+    assert run.metrics["epochs_run"] == 2 and run.metrics["params"] == 6810
+    assert len((run.path / "history.csv").read_text().splitlines()) == 3
+    assert "train:" in run.spec_text and "seed: 0" in run.spec_text
+
+
+def test_the_saved_model_reproduces_the_recorded_test_accuracy(small_fashion, tmp_path):
+    import keras
+
+    from mnistcls import data
+
+    (result,) = train("-c", TINY_SPEC, "-d", str(small_fashion), runs_dir=tmp_path)
+    model = keras.models.load_model(runs.find(result["run"], tmp_path).path / "model.keras")
+    test = data.load(str(small_fashion), splits=("test",))
+    predicted = model.predict(test.x_test[..., None], verbose=0).argmax(axis=1)
+    assert np.mean(predicted == test.y_test) == pytest.approx(result["test_accuracy"], abs=1e-6)
+
+
+def test_two_seeded_runs_have_identical_histories(small_fashion, tmp_path):
+    first, = train("-c", TINY_SPEC, "-d", str(small_fashion), "--seed", "7", runs_dir=tmp_path)
+    second, = train("-c", TINY_SPEC, "-d", str(small_fashion), "--seed", "7", runs_dir=tmp_path)
+    other, = train("-c", TINY_SPEC, "-d", str(small_fashion), "--seed", "8", runs_dir=tmp_path)
+
+    def losses(result):
+        return [row["loss"] for row in runs.find(result["run"], tmp_path).history]
+
+    assert losses(first) == losses(second)
+    assert losses(first) != losses(other)
+    assert runs.find(first["run"], tmp_path).info["overrides"][0] == "train.seed=7"
+
+
+def test_configs_times_datasets_and_a_sweep_each_make_a_comparison(small_fashion, tmp_path):
+    other = tmp_path / "other_data"
+    other.mkdir()
+    for f in small_fashion.iterdir():  # the same images under another name: a second dataset
+        (other / f.name).write_bytes(f.read_bytes())
+    result = CliRunner().invoke(cli, ["train", "--runs-dir", str(tmp_path / "runs"), "-c", TINY_SPEC,
+                                      "-c", "a1_linear.yaml", "-d", str(small_fashion), "-d", str(other),
+                                      "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    assert "Comparison" in result.output
+    assert len(runs.all_runs(tmp_path / "runs")) == 4
+    assert {(r.info["config"], r.info["dataset"]) for r in runs.all_runs(tmp_path / "runs")} == {
+        (c, str(d)) for c in ("tiny_cnn", "a1_linear") for d in (small_fashion, other)}
+
+    swept = train("-c", TINY_SPEC, "-d", str(small_fashion), "--epochs", "1",
+                  "--set", "train.optimizer.learning_rate=0.001,0.01", runs_dir=tmp_path / "sweep")
+    assert [r["sweep"] for r in swept] == [{"train.optimizer.learning_rate": "0.001"},
+                                          {"train.optimizer.learning_rate": "0.01"}]
+
+
+def test_gpu_without_a_gpu_fails_clearly(small_fashion, tmp_path):
+    result = CliRunner().invoke(cli, ["train", "-c", TINY_SPEC, "-d", str(small_fashion),
+                                      "--runs-dir", str(tmp_path), "--device", "gpu"])
+    assert result.exit_code == 1
+    assert "--device gpu" in result.output and "no GPU" in result.output
+    assert not tmp_path.joinpath("runs").exists() and runs.all_runs(tmp_path) == []
+
+
+def test_mnist_here_ends_in_the_data_layers_offline_error(tmp_path, shared_data_dir):
+    result = CliRunner().invoke(cli, ["train", "-c", "cnn_relu.yaml", "--runs-dir", str(tmp_path),
+                                      "--data-dir", str(shared_data_dir)])
+    assert result.exit_code == 1
+    assert "train-images-idx3-ubyte" in result.output
+    assert runs.all_runs(tmp_path) == []
+
+
+# --- interruptions, in a real process -------------------------------------------------
+
+def _start(args, runs_dir):
+    env = {**os.environ, "MNISTCLS_RUNS_DIR": str(runs_dir)}
+    return subprocess.Popen([sys.executable, "-m", "mnistcls", "train", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_for_epochs(runs_dir, count, process, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = runs.all_runs(runs_dir)
+        if found and len(found[0].history) >= count:
+            return found[0]
+        assert process.poll() is None, process.stdout.read()
+        time.sleep(0.05)
+    raise AssertionError("training did not reach the epoch in time")
+
+
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill-9"])
+def test_an_interrupted_run_resumes_to_the_same_result(small_fashion, tmp_path, how):
+    args = ["-c", TINY_SPEC, "-d", str(small_fashion), "--epochs", "12", "--seed", "3"]
+    process = _start(args, tmp_path / "cut")
+    run = _wait_for_epochs(tmp_path / "cut", 3, process)
+    process.send_signal(how)
+    output, _ = process.communicate(timeout=60)
+    if how == signal.SIGINT:
+        assert process.returncode == 130, output
+        assert "Traceback" not in output and f"--resume {run.id}" in output
+        assert run.status == "interrupted"
+    else:
+        assert run.status == "killed"
+    done = len(run.history)
+    assert 3 <= done < 12 and (run.path / "model.keras").is_file()
+
+    resumed = _start(["--resume", run.id], tmp_path / "cut")
+    output, _ = resumed.communicate(timeout=120)
+    assert resumed.returncode == 0, output
+    assert run.status == "finished" and [r["epoch"] for r in run.history] == list(range(1, 13))
+
+    whole = _start(args, tmp_path / "whole")
+    output, _ = whole.communicate(timeout=120)
+    assert whole.returncode == 0, output
+    uninterrupted = runs.all_runs(tmp_path / "whole")[0]
+    keys = ("test_accuracy", "test_loss", "best_val_accuracy", "best_epoch")
+    assert {k: run.metrics[k] for k in keys} == {k: uninterrupted.metrics[k] for k in keys}
