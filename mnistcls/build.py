@@ -1,8 +1,10 @@
 """Spec -> Keras model, with the shape checks only a real layout can make.
 
-The model takes raw uint8 images of shape (H, W, 1): the spec's preprocessing is a
-weightless Rescaling layer in front (x/255, or standardization with the training
-set's mean and std), so a saved model classifies raw images with nothing to repeat.
+The model takes raw pixel values (0-255) of shape (H, W, 1): the spec's
+preprocessing is a weightless Rescaling layer in front (x/255, or standardization
+with the training set's mean and std), so a saved model classifies raw images with
+nothing to repeat. The input is float32 rather than uint8 because distribution
+strategies all-reduce a sample batch when training starts, which uint8 cannot do.
 """
 
 import re
@@ -66,7 +68,7 @@ def build_model(spec, input_shape=MNIST_SHAPE, num_classes=10, pixel_stats=(0.0,
     import keras
 
     keras.utils.set_random_seed(spec.train.seed)
-    inputs = keras.Input(shape=input_shape, dtype="uint8", name="image")
+    inputs = keras.Input(shape=input_shape, dtype="float32", name="image")
     x = _preprocessing(spec.data.preprocess, pixel_stats, dtype)(inputs)
     problems = []
     for position, layer_spec in enumerate(spec.model):

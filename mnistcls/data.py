@@ -263,7 +263,7 @@ def load(dataset, *, data_dir=None, offline=None, splits=SPLITS, progress=None) 
     if known is None:
         return _load_custom(_custom_folder(dataset), files)
 
-    cache = _cache_dir()
+    cache = cache_dir()
     stamps = _Stamps(cache)
     places = _places(known, data_dir)
     arrays, copies, missing = {}, {}, []
@@ -301,7 +301,7 @@ def download(dataset, *, data_dir=None, splits=SPLITS, offline=None, progress=No
     known = DATASETS.get(dataset)
     if known is None:
         raise DataError(f"Cannot download '{dataset}': only {', '.join(DATASET_NAMES)} can be downloaded.")
-    cache = _cache_dir()
+    cache = cache_dir()
     stamps = _Stamps(cache)
     places = _places(known, data_dir)
     try:
@@ -327,7 +327,7 @@ def survey(*, data_dir=None, verify=True) -> list[DatasetReport]:
     Files are checked (once; the verdict is stamped) unless `verify` is False, in which
     case files without a stamp are reported as not checked. Never downloads.
     """
-    cache = _cache_dir()
+    cache = cache_dir()
     stamps = _Stamps(cache)
     reports = []
     try:
@@ -412,7 +412,7 @@ def _places(known: _Known, data_dir) -> list[_Place]:
         root = Path(root).expanduser()
         existing = [root / name for name in known.folders if (root / name).is_dir()]
         places.append(_Place(label, existing[0] if existing else root / known.folders[0]))
-    places.append(_Place("mnistcls cache", _cache_dir() / known.name))
+    places.append(_Place("mnistcls cache", cache_dir() / known.name))
     places.append(_Place("Keras cache", _keras_datasets_dir() / known.keras_cache))
     places.extend(_Place("system folder", folder) for folder in SYSTEM_DIRS if folder.name in known.folders)
     return places
@@ -422,7 +422,8 @@ def _first_copy(places, file) -> _Copy | None:
     return next((copy for place in places if (copy := place.find(file))), None)
 
 
-def _cache_dir() -> Path:
+def cache_dir() -> Path:
+    """mnistcls' own cache: $MNISTCLS_CACHE_DIR, else the platform's user cache folder."""
     return Path(os.environ.get("MNISTCLS_CACHE_DIR") or platformdirs.user_cache_dir("mnistcls")).expanduser()
 
 

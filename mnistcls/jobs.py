@@ -8,12 +8,14 @@ turn.
 
 import itertools
 import sys
+import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from mnistcls import data, plots, report, runs, runtime, spec as specs
+from mnistcls import data, images, plots, report, runs, runtime, spec as specs
 from mnistcls.build import build_model
-from mnistcls.errors import Interrupted, SpecError
+from mnistcls.errors import DataError, Interrupted, SpecError, UsageError
 
 
 @dataclass
@@ -28,6 +30,8 @@ def train_all(configs, datasets, overrides, *, resume=None, device="auto", gpus=
               data_dir=None, offline=None, quiet=False):
     """Train every planned run; return one result dict per run."""
     placement = runtime.select_strategy(device, gpus)
+    if not placement.is_chief:
+        runs_directory = runs.worker_runs_dir(placement.task_index)
     planned = [_resumed(resume, runs_directory)] if resume else plan(configs, datasets, overrides)
     loaded = _load_datasets({job.dataset for job in planned}, data_dir, offline, quiet)
     problems = []
@@ -74,9 +78,10 @@ def _resumed(reference, runs_directory):
     return Job(spec, run.info["dataset"], run.info.get("sweep", {}), run)
 
 
-def _load_datasets(names, data_dir, offline, quiet):
+def _load_datasets(names, data_dir, offline, quiet, splits=data.SPLITS):
     with nullcontext() if quiet else report.DownloadProgress() as progress:
-        return {name: data.load(name, data_dir=data_dir, offline=offline, progress=progress) for name in names}
+        return {name: data.load(name, data_dir=data_dir, offline=offline, splits=splits, progress=progress)
+                for name in names}
 
 
 def _train_one(job, dataset, placement, runs_directory, quiet):
@@ -89,7 +94,7 @@ def _train_one(job, dataset, placement, runs_directory, quiet):
         "replicas": placement.strategy.num_replicas_in_sync,
         "precision": precision, "versions": runtime.versions(), "command": sys.argv,
         "data": {"source": dataset.source, "verified": dataset.verified},
-    })
+    }, started=runtime.chiefs_value(placement, time.time()))
     title = f"{spec.name} on {dataset.name}  ({precision}, run {run.path})"
     try:
         with nullcontext() if quiet else report.TrainingProgress(title) as progress:
@@ -108,3 +113,169 @@ def _train_one(job, dataset, placement, runs_directory, quiet):
     if not quiet:
         report.console.print(report.results_table([row]))
     return row
+
+
+# --- evaluate ---------------------------------------------------------------------------
+
+MISCLASSIFIED_SHOWN = 36  # images in the grid of misclassified test images
+
+
+def evaluate_runs(references, dataset, *, every=False, runs_directory=None, data_dir=None, offline=None,
+                  quiet=False):
+    """Evaluate runs on the test split of `dataset` (None: each run's own); return one result dict per run.
+
+    Without `references`, the most recent run trained on `dataset` that saved a
+    model, or all of them with `every`. Each run's folder gets a confusion heatmap
+    and a grid of misclassified test images, named by the dataset evaluated on.
+    """
+    from mnistcls import evaluate  # imports TensorFlow
+
+    chosen = _runs_to_evaluate(references, dataset, every, runs_directory)
+    model_paths = [_saved_model(run) for run in chosen]  # every run checked before any work
+    evaluated_on = [dataset or run.info.get("dataset") for run in chosen]
+    loaded = _load_datasets(set(evaluated_on), data_dir, offline, quiet, splits=("test",))
+    results = []
+    for run, model_path, test in zip(chosen, model_paths, (loaded[name] for name in evaluated_on)):
+        try:
+            result = evaluate.evaluate(evaluate.load_model(model_path), test)
+        except UsageError as err:
+            raise UsageError(f"run {run.id} (trained on {run.info.get('dataset')}): {err}") from None
+        results.append({"run": run.id, "config": run.info.get("config"), "trained_on": run.info.get("dataset"),
+                        "trained_elsewhere": dataset is not None and not runs.was_trained_on(run, dataset),
+                        **result.to_dict(), "files": _evaluation_pictures(run, result, test)})
+    return results
+
+
+def _runs_to_evaluate(references, dataset, every, runs_directory):
+    if references:
+        return [runs.find(reference, runs_directory) for reference in references]
+    trained = runs.trained_on(dataset, runs_directory)
+    if not trained:
+        raise UsageError(f"no run in {runs.runs_dir(runs_directory)} was trained on {dataset} and saved a model; "
+                         f"train one (mnistcls train -c cnn_relu.yaml -d {dataset}) or name one with --run")
+    return trained if every else trained[-1:]
+
+
+def _saved_model(run):
+    """The path of the run's model.keras; a UsageError if it has none."""
+    path = run.path / "model.keras"
+    if not path.is_file():
+        where = "is still in" if run.status == "running" else "stopped before the end of"
+        raise UsageError(f"run {run.id} ({run.status}) has no model.keras: a model is saved at the end of each "
+                         f"epoch, and this run {where} its first one")
+    return path
+
+
+def _evaluation_pictures(run, result, test):
+    """Write (or refresh) the run's confusion heatmap and misclassified grid for `result`; return their paths."""
+    names = result.class_names
+    confusion = plots.confusion_heatmap(
+        result.confusion, names, run.path / f"confusion-{result.dataset}.png",
+        title=f"{run.id}\non {result.dataset}: test accuracy {report.percent(result.accuracy)}")
+    misclassified = run.path / f"misclassified-{result.dataset}.png"
+    shown = result.mistakes[:MISCLASSIFIED_SHOWN]
+    if len(shown) == 0:
+        misclassified.unlink(missing_ok=True)  # an earlier evaluation's mistakes are not this one's
+        return {"confusion": str(confusion), "misclassified": None}
+    plots.image_grid(test.x_test[shown], [f"true: {names[result.labels[i]]}\npred: {names[result.predicted[i]]}"
+                                          for i in shown], misclassified,
+                     title=f"{run.id}: {len(shown)} of {result.errors:,} misclassified {result.dataset} test images")
+    return {"confusion": str(confusion), "misclassified": str(misclassified)}
+
+
+# --- compare ----------------------------------------------------------------------------
+
+def compare_runs(references, *, runs_directory=None, curves_path, sweep_path):
+    """Overlay the learning curves of several runs in `curves_path`; for a sweep, also draw `sweep_path`.
+
+    Runs form a sweep when each was trained with the same single swept field
+    (run.json "sweep"). Returns {"runs": runs.describe of each, "curves": path,
+    "sweep": path or None}.
+    """
+    chosen = [runs.find(reference, runs_directory) for reference in references]
+    empty = [run.id for run in chosen if not run.history]
+    if empty:
+        raise UsageError(f"no completed epoch to draw in run {', '.join(empty)}")
+    rows = [runs.describe(run) for run in chosen]
+    curves = plots.learning_curves({run.id: run.curves for run in chosen}, curves_path,
+                                   title=f"{len(chosen)} runs compared")
+    return {"runs": rows, "curves": str(curves), "sweep": _sweep_picture(rows, sweep_path)}
+
+
+def _sweep_picture(rows, path):
+    """Draw best validation loss and accuracy against the swept value, when `rows` are one sweep."""
+    fields = {tuple(row["sweep"]) for row in rows}
+    if len(fields) != 1 or len(next(iter(fields))) != 1:
+        return None
+    (swept,) = fields.pop()
+    values = [_number_or_text(row["sweep"][swept]) for row in rows]
+    numeric = all(isinstance(v, (int, float)) for v in values)
+    # Swept sizes and rates usually grow by factors (10, 32, 100, 317, 1000): spread them on a log axis.
+    log_x = numeric and min(values) > 0 and max(values) >= 10 * min(values)
+    nan = float("nan")  # an unfinished run may not have validated yet
+    return str(plots.sweep_plot(values, [row.get("best_val_loss", nan) for row in rows],
+                                [row.get("best_val_accuracy", nan) for row in rows], path,
+                                param_name=swept, log_x=log_x))
+
+
+def _number_or_text(value):
+    """A swept value as recorded ("317", "0.01", "adam") as a number where it is one."""
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
+# --- predict ----------------------------------------------------------------------------
+
+def predict_images(reference, paths, *, runs_directory=None, show_path=None, top=3):
+    """Classify the user's image files with a run's model.
+
+    An unreadable file gets an "error" entry and the others are still classified.
+    With `show_path`, writes each original beside the 28x28 input the model saw.
+
+    Returns:
+        {"run", "trained_on", "images": [{"image", "top": [{"class", "label", "probability"}]} or
+        {"image", "error"}], "show": path or None}
+    """
+    from mnistcls import evaluate  # imports TensorFlow
+
+    run = runs.find(reference, runs_directory)
+    model = evaluate.load_model(_saved_model(run))
+    if tuple(model.input_shape[1:3]) != (images.SIZE, images.SIZE):
+        raise UsageError(f"run {run.id}'s model takes {model.input_shape[1]}x{model.input_shape[2]} images; "
+                         f"predict makes {images.SIZE}x{images.SIZE} MNIST-style inputs for models trained on them")
+    names = _class_names(run, model.output_shape[-1])
+    entries, pictures = [], []
+    for path in paths:
+        try:
+            pictures.append(images.load_digit_image(path))
+            entries.append({"image": str(path)})
+        except UsageError as err:
+            entries.append({"image": str(path), "error": str(err)})
+    readable = [entry for entry in entries if "error" not in entry]
+    if pictures:
+        for entry, ranked in zip(readable, evaluate.classify(model, [inputs for _, inputs in pictures], top)):
+            entry["top"] = [{"class": names[c], "label": c, "probability": p} for c, p in ranked]
+    shown = None
+    if show_path and pictures:
+        pairs = [picture for pair in pictures for picture in pair]  # original, input, original, input...
+        titles = [title for entry in readable for title in (
+            Path(entry["image"]).name, f"model input\n{entry['top'][0]['class']} {entry['top'][0]['probability']:.0%}")]
+        shown = str(plots.image_grid(pairs, titles, show_path, cols=2, title="What the model saw"))
+    return {"run": run.id, "trained_on": run.info.get("dataset"), "images": entries, "show": shown}
+
+
+def _class_names(run, count):
+    """The names of the classes of the run's dataset, or the label numbers where they are unknown."""
+    trained_on = run.info.get("dataset")
+    if trained_on in data.DATASETS:
+        names = list(data.DATASETS[trained_on].class_names)
+    else:  # a custom folder: its classes.txt, if the folder is still there
+        try:
+            names = data.load(trained_on, splits=("test",)).class_names
+        except DataError:
+            names = []
+    return names if len(names) == count else [str(label) for label in range(count)]

@@ -7,6 +7,7 @@
       history.json    per-epoch losses, accuracies, learning rate, seconds (also history.csv)
       metrics.json    final results: test accuracy and loss, best validation, time per epoch
       curves.png      learning curves (report draws it)
+      confusion-DATASET.png, misclassified-DATASET.png   written by `mnistcls evaluate`
       backup/         BackupAndRestore's state while a run is unfinished
       tensorboard/    TensorBoard logs
 
@@ -15,12 +16,14 @@ A folder is never reused or overwritten; every file in it is written atomically.
 
 import os
 import socket
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from mnistcls import data
 from mnistcls.errors import UsageError
 from mnistcls.files import read_json, write_json, write_text
 
@@ -75,10 +78,15 @@ class Run:
         write_json(self.path / "run.json", {**self.info, **fields})
 
 
-def create(directory, spec, dataset, environment):
-    """Make a new run folder for `spec` trained on `dataset` and record what is about to run."""
+def create(directory, spec, dataset, environment, started=None):
+    """Make a new run folder for `spec` trained on `dataset` and record what is about to run.
+
+    `started` (seconds since the epoch, default now) names the folder; the workers
+    of a cluster pass the chief's, so that the run has one id everywhere.
+    """
     directory = runs_dir(directory)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+    started = time.localtime(started)
+    stamp = time.strftime("%Y%m%d-%H%M%S", started)
     base = f"{stamp}_{_safe(spec.name)}_{_safe(dataset)}"
     for attempt in range(1, 1000):
         path = directory / (base if attempt == 1 else f"{base}-{attempt}")
@@ -94,10 +102,19 @@ def create(directory, spec, dataset, environment):
     run = Run(path)
     write_json(path / "run.json", {
         "id": run.id, "config": spec.name, "config_file": spec.source, "overrides": spec.overrides,
-        "dataset": dataset, "status": "running", "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "dataset": dataset, "status": "running", "started": time.strftime("%Y-%m-%dT%H:%M:%S", started),
         **_process(), **environment,
     })
     return run
+
+
+def worker_runs_dir(task_index):
+    """Where a non-chief worker of a cluster keeps its own record of each run.
+
+    It trains the same model in lockstep with the chief, and resumes from its own
+    backup here; it writes nothing into the chief's runs directory.
+    """
+    return data.cache_dir() / "cluster" / f"worker-{task_index}" / "runs"
 
 
 def resume(run):
@@ -162,3 +179,65 @@ def _alive(pid):
 def _safe(text):
     """A name usable in a folder name."""
     return "".join(c if c.isalnum() or c in "-." else "_" for c in str(text).strip("/").split("/")[-1])
+
+
+# --- finding and listing runs ----------------------------------------------------------
+
+def was_trained_on(run, dataset):
+    """Whether `run` was trained on `dataset`: a name, or a folder however its path is written."""
+    recorded = run.info.get("dataset")
+    if recorded == dataset:
+        return True
+    # Two spellings of one folder (data/x, ./data/x, /home/me/data/x) are one dataset.
+    folders = [Path(name) for name in (recorded, dataset) if name and name not in data.DATASETS]
+    return len(folders) == 2 and all(f.is_dir() for f in folders) and folders[0].samefile(folders[1])
+
+
+def trained_on(dataset, directory=None):
+    """The runs trained on `dataset` that saved a model (so they can be evaluated), oldest first."""
+    return [r for r in all_runs(directory) if was_trained_on(r, dataset) and (r.path / "model.keras").is_file()]
+
+
+def describe(run):
+    """A run as one row of `mnistcls runs`: what ran, how far it got and how well, as plain values.
+
+    Scores come from metrics.json when the run finished; otherwise they are worked
+    out from its history the same way, so unfinished runs show what they reached.
+    """
+    info, history = run.info, run.history
+    reached = {"epochs_run": len(history)}
+    validated = [row for row in history if "val_accuracy" in row]
+    if validated:
+        best = max(validated, key=lambda row: row["val_accuracy"])  # the first best, as training records it
+        reached.update(best_val_accuracy=best["val_accuracy"], best_epoch=best["epoch"],
+                       best_val_loss=min(row["val_loss"] for row in validated))
+    if history:
+        reached["seconds_per_epoch"] = statistics.median(row["seconds"] for row in history)
+    return {"run": run.id, "config": info.get("config"), "dataset": info.get("dataset"),
+            "sweep": info.get("sweep") or {}, "status": run.status, "started": info.get("started"),
+            "epochs": _planned_epochs(run), **reached, **run.metrics}
+
+
+# `mnistcls runs --sort`: name -> (field of `describe`, whether the largest comes first)
+ORDERS = {"started": ("started", False), "test-acc": ("test_accuracy", True), "val-acc": ("best_val_accuracy", True),
+          "params": ("params", False), "speed": ("seconds_per_epoch", False), "config": ("config", False)}
+
+
+def listing(directory=None, *, dataset=None, config=None, order="started"):
+    """`describe` of the runs trained on `dataset` from `config` (None: any), sorted by ORDERS[order].
+
+    Runs without a value for the sort field (say, no test accuracy yet) come last.
+    """
+    rows = [describe(r) for r in all_runs(directory)
+            if (dataset is None or was_trained_on(r, dataset))
+            and (config is None or r.info.get("config") in (config, Path(config).stem))]
+    key, largest_first = ORDERS[order]
+    known = [row for row in rows if row.get(key) is not None]
+    return sorted(known, key=lambda row: row[key], reverse=largest_first) + [r for r in rows if r.get(key) is None]
+
+
+def _planned_epochs(run):
+    try:
+        return yaml.safe_load(run.spec_text)["train"]["epochs"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return None

@@ -5,12 +5,13 @@ before any Python setting can stop them. Unless the user asks for them, they are
 sent to /dev/null for the length of the import.
 """
 
+import json
 import os
 import sys
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
-from mnistcls.errors import GPUUnavailableError
+from mnistcls.errors import GPUUnavailableError, UsageError
 
 
 def import_tensorflow(verbose=False):
@@ -49,15 +50,24 @@ class Placement:
     strategy: object
     description: str
     on_gpu: bool
+    task_index: int = 0  # this process' place in a cluster of workers
+    num_workers: int = 1
+
+    @property
+    def is_chief(self):
+        """Worker 0 (TensorFlow's convention) writes the run folder the user sees."""
+        return self.task_index == 0
 
 
 def select_strategy(device="auto", gpus=None):
-    """The Placement for `--device` and `--gpus`.
+    """The Placement for `--device`, `--gpus` and a TF_CONFIG cluster.
 
     auto uses every visible GPU (or the first `gpus`), else the CPU; gpu without a
-    GPU is an error rather than a silent CPU run.
+    GPU is an error rather than a silent CPU run. With a TF_CONFIG naming several
+    workers, every worker trains in lockstep under MultiWorkerMirroredStrategy.
     """
     tf = import_tensorflow()
+    cluster = cluster_from_env()
     found = tf.config.list_physical_devices("GPU")
     if device == "gpu" and not found:
         raise GPUUnavailableError(
@@ -67,12 +77,58 @@ def select_strategy(device="auto", gpus=None):
         raise GPUUnavailableError(f"--gpus {gpus}: only {len(found)} GPU(s) visible to TensorFlow")
     if device == "cpu" or not found:
         tf.config.set_visible_devices([], "GPU")
+    if cluster:
+        workers, index = cluster
+        on_gpu = bool(found) and device != "cpu"
+        return Placement(tf.distribute.MultiWorkerMirroredStrategy(),
+                         f"worker {index} of {len(workers)} (MultiWorkerMirroredStrategy, "
+                         f"{'GPU' if on_gpu else 'CPU'})", on_gpu, task_index=index, num_workers=len(workers))
+    if device == "cpu" or not found:
         return Placement(tf.distribute.get_strategy(), f"CPU ({os.cpu_count()} cores)", on_gpu=False)
     names = [f"/gpu:{i}" for i in range(gpus or len(found))]
     if len(names) == 1:
         return Placement(tf.distribute.OneDeviceStrategy(names[0]), "1 GPU", on_gpu=True)
     return Placement(tf.distribute.MirroredStrategy(devices=names), f"{len(names)} GPUs (MirroredStrategy)",
                      on_gpu=True)
+
+
+def cluster_from_env():
+    """(worker addresses, this task's index) from TF_CONFIG, or None outside a cluster.
+
+    TF_CONFIG is TensorFlow's standard cluster description, the same JSON on every
+    machine but for the task index, e.g.
+    {"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}
+    """
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        return None
+    try:
+        config = json.loads(raw)
+        workers = list(config["cluster"]["worker"])
+        task = config["task"]
+        index = int(task["index"])
+        valid = task["type"] == "worker" and 0 <= index < len(workers) and set(config["cluster"]) == {"worker"}
+    except (ValueError, KeyError, TypeError):
+        valid = False
+    if not valid:
+        raise UsageError('TF_CONFIG must describe a cluster of workers, e.g. {"cluster": {"worker": '
+                         '["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}; '
+                         "worker 0 is the chief")
+    return (workers, index) if len(workers) > 1 else None
+
+
+def chiefs_value(placement, value):
+    """The chief's `value` (a number), on every worker: an all-reduce of it and zeros."""
+    if placement.num_workers == 1:
+        return value
+    tf = import_tensorflow()
+
+    def contribution():
+        first = tf.distribute.get_replica_context().replica_id_in_sync_group == 0
+        return tf.where(first, tf.constant(float(value), tf.float64), tf.constant(0.0, tf.float64))
+
+    per_replica = placement.strategy.run(contribution)
+    return float(placement.strategy.reduce("SUM", per_replica, axis=None))
 
 
 def choose_precision(requested, on_gpu):

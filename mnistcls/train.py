@@ -46,29 +46,30 @@ class TrainResult:
         return asdict(self)
 
 
-def fit(spec, dataset, run_dir, *, strategy, precision, progress=None, writes_files=True):
+def fit(spec, dataset, run_dir, *, strategy, precision, progress=None):
     """Train `spec` on `dataset`, keeping the run's state in `run_dir`; resume if it holds a backup.
 
     Args:
         spec: a validated Spec.
         dataset: a data.Dataset with train and test splits loaded.
         run_dir: the run's folder: model.keras, history.{json,csv}, backup/, tensorboard/.
-        strategy: the tf.distribute strategy to build and train under.
+        strategy: the tf.distribute strategy to build and train under. The spec's
+            batch size is the global batch, split across replicas (and workers);
+            the learning rate is the one for that global batch.
         precision: the Keras dtype policy, e.g. "float32" or "mixed_bfloat16".
         progress: optional object with `epoch_begin(epoch, epochs, steps)`,
             `batch_end(step, logs)` and `epoch_end(epoch, logs, seconds)`.
-        writes_files: False on the non-chief workers of a cluster: they train
-            but write nothing a chief's file could collide with.
 
     Returns:
         (the trained keras.Model, TrainResult)
     """
     run_dir = Path(run_dir)
     train_x, train_y, val_x, val_y = _split(dataset, spec.train)
-    steps = math.ceil(len(train_x) / spec.train.batch_size)
-    backup_dir = run_dir / "backup" if writes_files else Path(_scratch_dir(run_dir))
+    steps = len(train_x) // spec.train.batch_size  # whole batches only: every replica gets its share
+    backup_dir = run_dir / "backup"
     first_epoch = resumed_epoch(backup_dir)
 
+    multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
     with strategy.scope():
         model = build_model(spec, input_shape=(*dataset.image_shape, 1), num_classes=dataset.num_classes,
                             pixel_stats=_pixel_stats(train_x), dtype=precision)
@@ -77,35 +78,66 @@ def fit(spec, dataset, run_dir, *, strategy, precision, progress=None, writes_fi
             optimizer=_optimizer(spec.train.optimizer, learning_rate),
             loss=_loss(spec.train),
             metrics=["accuracy"],
-            steps_per_execution=spec.train.steps_per_execution,
+            # Keras 3's multi-step loop fails under MultiWorkerMirroredStrategy: one step per call there.
+            steps_per_execution=1 if multi_worker else _steps_per_execution(steps, spec.train.steps_per_execution),
             jit_compile=False,  # XLA was about 2x slower on CPU here (issue 6 measurements)
         )
 
     one_hot = spec.train.loss == "categorical_crossentropy"
-    global_batch = spec.train.batch_size
-    train_data = _training_batches(train_x, train_y, global_batch, spec.train.seed, first_epoch,
+    if multi_worker:
+        _work_around_keras_multi_worker_bugs(model, dataset.num_classes if one_hot else None)
+    train_data = _training_batches(train_x, train_y, spec.train.batch_size, spec.train.seed, first_epoch,
                                    spec.train.epochs, dataset.num_classes, one_hot)
     val_data = _batches(val_x, val_y, EVAL_BATCH_SIZE, dataset.num_classes, one_hot)
 
-    recorder = EpochRecorder(run_dir, first_epoch, write=writes_files)
+    recorder = EpochRecorder(run_dir, first_epoch)
     saving = SavingSection()
     callbacks = [saving.opener, recorder, keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True),
-                 saving.closer, *schedule_callbacks]
+                 saving.closer, *schedule_callbacks,
+                 keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False)]
     if spec.train.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(**spec.train.early_stopping))
-    if writes_files:
-        callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False))
     if progress is not None:
         callbacks.append(ProgressEvents(progress, spec.train.epochs, steps))
 
     with saving:
         model.fit(train_data, epochs=spec.train.epochs, initial_epoch=first_epoch, steps_per_epoch=steps,
                   validation_data=val_data, callbacks=callbacks, shuffle=False, verbose=0)  # we shuffle
-    if writes_files:
-        save_model(model, run_dir / "model.keras")  # again: EarlyStopping may have restored best weights
+    save_model(model, run_dir / "model.keras")  # again: EarlyStopping may have restored best weights
     test_loss, test_accuracy = model.evaluate(
         _batches(dataset.x_test, dataset.y_test, EVAL_BATCH_SIZE, dataset.num_classes, one_hot), verbose=0)
     return model, _result(recorder.history, test_loss, test_accuracy, summarize(model, spec.name).total)
+
+
+def _work_around_keras_multi_worker_bugs(model, one_hot_classes):
+    """Make Keras 3's `fit` work under MultiWorkerMirroredStrategy (keras-team/keras#20585).
+
+    Two places in Keras' TensorFlow trainer fail there: it all-reduces a sample
+    batch to build the optimizer and metrics (a batch of zeros of the right shapes
+    builds them just the same), and it averages each step's scalar logs over
+    axis 0, which a scalar does not have (averaging over replicas alone is what is
+    meant). Both fixes touch only multi-worker training.
+    """
+    from keras.src.backend.tensorflow import trainer as keras_trainer
+
+    images = tf.zeros((1, *model.input_shape[1:]))
+    labels = tf.zeros((1, one_hot_classes)) if one_hot_classes else tf.zeros((1,), tf.int32)
+    keras_build = model._maybe_symbolic_build
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: keras_build(
+        data_batch=data_batch if data_batch is not None else (images, labels))
+
+    keras_reduce = keras_trainer.reduce_per_replica
+    if getattr(keras_reduce, "mnistcls_fix", False):
+        return
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction != "auto" or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            return keras_reduce(values, strategy, reduction)
+        return tf.nest.map_structure(
+            lambda v: strategy.reduce("MEAN", v, axis=0 if v.shape.rank else None), values)
+
+    reduce_per_replica.mnistcls_fix = True
+    keras_trainer.reduce_per_replica = reduce_per_replica
 
 
 def resumed_epoch(backup_dir):
@@ -156,10 +188,9 @@ class EpochRecorder(keras.callbacks.Callback):
     epoch that finished after the last backup, so history and weights agree.
     """
 
-    def __init__(self, run_dir, first_epoch, write=True):
+    def __init__(self, run_dir, first_epoch):
         super().__init__()
         self.run_dir = Path(run_dir)
-        self.write = write
         self.history = read_json(self.run_dir / "history.json", [])[:first_epoch]
         self._started = None
 
@@ -171,10 +202,9 @@ class EpochRecorder(keras.callbacks.Callback):
                "learning_rate": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
                "seconds": time.perf_counter() - self._started}
         self.history.append(row)
-        if self.write:
-            save_model(self.model, self.run_dir / "model.keras")
-            write_json(self.run_dir / "history.json", self.history)
-            _write_csv(self.run_dir / "history.csv", self.history)
+        save_model(self.model, self.run_dir / "model.keras")
+        write_json(self.run_dir / "history.json", self.history)
+        _write_csv(self.run_dir / "history.csv", self.history)
 
 
 class SavingSection:
@@ -255,6 +285,16 @@ def _split(dataset, train_spec):
     return dataset.x_train[train], dataset.y_train[train], dataset.x_train[val], dataset.y_train[val]
 
 
+def _steps_per_execution(steps, wanted):
+    """The largest divisor of an epoch's steps up to `wanted`.
+
+    Keras runs whole executions, so one that does not divide the epoch would
+    take batches of the next epoch, and a resumed run would no longer see the
+    batches of an uninterrupted one.
+    """
+    return max(n for n in range(1, min(steps, wanted) + 1) if steps % n == 0)
+
+
 def _pixel_stats(images):
     """Mean and std of x/255 over the training images, for `standardize`."""
     x = np.asarray(images, dtype=np.float32) / 255.0
@@ -262,31 +302,43 @@ def _pixel_stats(images):
 
 
 def _training_batches(x, y, batch_size, seed, first_epoch, epochs, num_classes, one_hot):
-    """Shuffled batches for epochs first_epoch..epochs-1, one permutation per (seed, epoch)."""
+    """Shuffled global batches for epochs first_epoch..epochs-1.
+
+    Each epoch's order is a permutation computed from (seed, epoch) alone, so a
+    resumed run, and every worker of a cluster, sees the same global batches. Under
+    a distribution strategy Keras splits each global batch into one slice per
+    replica; sharding by data (not by input file, there is none) gives each worker
+    its own slices of the same global batch.
+    """
     images, labels = tf.constant(x), tf.constant(y)
     count = len(x)
 
     def epoch_batches(epoch):
         order = tf.random.experimental.stateless_shuffle(
             tf.range(count), seed=tf.stack([tf.cast(seed, tf.int64), epoch]))
-        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=True)
 
     def gather(index):  # one gather per batch, far cheaper than a map per image
         return _features(tf.gather(images, index), tf.gather(labels, index), num_classes, one_hot)
 
     return (tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch_batches)
             .map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-            .prefetch(tf.data.AUTOTUNE))
+            .prefetch(tf.data.AUTOTUNE).with_options(_SHARD_BY_DATA))
 
 
 def _batches(x, y, batch_size, num_classes, one_hot):
     """Unshuffled batches for validation and evaluation."""
     return (tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
-            .map(lambda a, b: _features(a, b, num_classes, one_hot)).prefetch(tf.data.AUTOTUNE))
+            .map(lambda a, b: _features(a, b, num_classes, one_hot)).prefetch(tf.data.AUTOTUNE)
+            .with_options(_SHARD_BY_DATA))
+
+
+_SHARD_BY_DATA = tf.data.Options()
+_SHARD_BY_DATA.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
 
 
 def _features(images, labels, num_classes, one_hot):
-    images = tf.expand_dims(images, -1)  # (batch, H, W) -> (batch, H, W, 1)
+    images = tf.cast(tf.expand_dims(images, -1), tf.float32)  # (batch, H, W) uint8 -> (batch, H, W, 1) pixels
     labels = tf.one_hot(tf.cast(labels, tf.int32), num_classes) if one_hot else tf.cast(labels, tf.int32)
     return images, labels
 
@@ -360,10 +412,3 @@ def _write_csv(path, history):
     columns = list(dict.fromkeys(key for row in history for key in row))
     lines = [",".join(columns)] + [",".join(f"{row.get(c, '')}" for c in columns) for row in history]
     write_text(path, "\n".join(lines) + "\n")
-
-
-def _scratch_dir(run_dir):
-    """A private backup folder for a non-chief worker, outside the chief's run folder."""
-    import tempfile
-
-    return tempfile.mkdtemp(prefix=f"mnistcls-worker-{Path(run_dir).name}-")
