@@ -7,12 +7,14 @@ job, 2 for bad input, 130 when interrupted); they never show a traceback.
 """
 
 import itertools
+import time
 from pathlib import Path
 
 import click
 
 from mnistcls import __version__, report
 from mnistcls.errors import MnistclsError, UsageError
+from mnistcls.runs import ORDERS as RUN_ORDERS
 from mnistcls.spec import PRECISIONS
 
 
@@ -250,12 +252,194 @@ def data_show(dataset, split, count, seed, out, data_dir, offline):
 
 
 def _new_file(name):
-    """`name` in the current folder, or name-2, name-3... so that nothing existing is overwritten."""
-    path = Path(name)
+    """The path `name` (relative: in the current folder), or name-2, name-3... so nothing existing is overwritten."""
+    path = first = Path(name)
     for n in itertools.count(2):
         if not path.exists():
             return path
-        path = Path(f"{Path(name).stem}-{n}{Path(name).suffix}")
+        path = first.with_name(f"{first.stem}-{n}{first.suffix}")
+
+
+@cli.command()
+@click.option("--dataset", "-d", metavar="NAME",
+              help="mnist, fashion, or a folder of IDX files; only its test split is needed. "
+                   "Default with --run: the dataset each run was trained on.")
+@click.option("--run", "references", multiple=True, metavar="RUN",
+              help="A run id (or a unique start of it) or folder; repeatable. "
+                   "Default: the latest run trained on --dataset.")
+@click.option("--all", "every", is_flag=True, help="Evaluate every run trained on --dataset.")
+@runs_dir_option
+@data_options
+@json_option
+@click.pass_context
+def evaluate(ctx, dataset, references, every, runs_dir, data_dir, offline, as_json):
+    """Score trained models on a test split: accuracy, per-class scores, confusion matrix.
+
+    Also writes into each run's folder a confusion heatmap and a grid of
+    misclassified test images (confusion-DATASET.png, misclassified-DATASET.png),
+    and prints their paths. A run may be evaluated on a dataset other than its own.
+
+    \b
+    Examples:
+      mnistcls evaluate --dataset fashion
+      mnistcls evaluate --dataset fashion --all
+      mnistcls evaluate --run 20261123-153000_cnn_relu_fashion --dataset mnist --json
+    """
+    from mnistcls import jobs
+
+    if every and references:
+        raise UsageError("--all evaluates every run trained on --dataset: leave out --run")
+    if not (dataset or references):
+        raise UsageError("say which dataset to evaluate on (e.g. --dataset fashion), or which runs with --run")
+    _tensorflow(ctx)
+    results = jobs.evaluate_runs(references, dataset, every=every, runs_directory=runs_dir, data_dir=data_dir,
+                                 offline=offline, quiet=as_json)
+    if as_json:
+        report.print_json(results)
+        return
+    report.console.print(report.evaluation_table(results))
+    for result in results:
+        report.console.print(report.class_report_table(result))
+        report.console.print(report.confusion_table(result))
+        report.console.print(report.top_confusions_text(result))
+        report.console.print(report.files_text({"Confusion heatmap": result["files"]["confusion"],
+                                                "Misclassified images": result["files"]["misclassified"]}))
+
+
+@cli.group("runs", invoke_without_command=True)
+@click.option("--sort", type=click.Choice(list(RUN_ORDERS)), default="started", show_default=True,
+              help="Order of the list; accuracies best first, params and speed smallest first.")
+@click.option("--dataset", "-d", metavar="NAME", help="Only runs trained on this dataset.")
+@click.option("--config", "-c", metavar="NAME", help="Only runs of this config (e.g. cnn_relu).")
+@runs_dir_option
+@json_option
+@click.pass_context
+def runs_group(ctx, sort, dataset, config, runs_dir, as_json):
+    """List the runs in the runs directory; compare or show them.
+
+    \b
+    Examples:
+      mnistcls runs
+      mnistcls runs --dataset fashion --sort test-acc
+      mnistcls runs compare 20261123-153000 20261123-160000
+      mnistcls runs show 20261123-153000_cnn_relu_fashion
+    """
+    if ctx.invoked_subcommand:
+        return
+    from mnistcls import runs
+
+    rows = runs.listing(runs_dir, dataset=dataset, config=config, order=sort)
+    if as_json:
+        report.print_json(rows)
+    elif rows:
+        report.console.print(report.runs_table(rows))
+    else:
+        report.console.print(f"no runs in {runs.runs_dir(runs_dir)}"
+                             + (" match --dataset / --config" if dataset or config else ""))
+
+
+def _group_runs_dir(ctx, runs_dir):
+    """--runs-dir given to the subcommand, else to `runs` itself (mnistcls runs --runs-dir D compare ...)."""
+    return runs_dir or ctx.parent.params["runs_dir"]
+
+
+@runs_group.command("compare")
+@click.argument("references", nargs=-1, required=True, metavar="RUN RUN [RUN ...]")
+@runs_dir_option
+@json_option
+@click.pass_context
+def runs_compare(ctx, references, runs_dir, as_json):
+    """Overlay the learning curves of several runs in one PNG and show their results side by side.
+
+    For the runs of a sweep (trained with one swept --set), also draws the best
+    validation loss and accuracy against the swept value. The PNGs go to
+    RUNS_DIR/comparisons/ as new files; their paths are printed.
+
+    \b
+    Examples:
+      mnistcls runs compare 20261123-153000 20261123-160000
+      mnistcls runs compare --runs-dir sweeps/ 20261123-153000 20261123-153100 20261123-153200
+    """
+    from mnistcls import jobs, runs
+
+    if len(references) < 2:
+        raise UsageError("give at least two runs to compare")
+    runs_dir = _group_runs_dir(ctx, runs_dir)
+    prefix = runs.runs_dir(runs_dir) / "comparisons" / time.strftime("%Y%m%d-%H%M%S")
+    comparison = jobs.compare_runs(references, runs_directory=runs_dir,
+                                   curves_path=_new_file(f"{prefix}-curves.png"),
+                                   sweep_path=_new_file(f"{prefix}-sweep.png"))
+    if as_json:
+        report.print_json(comparison)
+        return
+    report.console.print(report.results_table(comparison["runs"], title="Comparison"))
+    report.console.print(report.files_text({"Learning curves": comparison["curves"], "Sweep": comparison["sweep"]}))
+
+
+@runs_group.command("show")
+@click.argument("reference", metavar="RUN")
+@runs_dir_option
+@json_option
+@click.pass_context
+def runs_show(ctx, reference, runs_dir, as_json):
+    """Show one run: what ran, its spec, its history epoch by epoch, and its results.
+
+    \b
+    Example:
+      mnistcls runs show 20261123-153000_cnn_relu_fashion
+    """
+    import yaml
+
+    from mnistcls import runs
+
+    run = runs.find(reference, _group_runs_dir(ctx, runs_dir))
+    if as_json:
+        report.print_json({"info": {**run.info, "status": run.status}, "spec": yaml.safe_load(run.spec_text),
+                           "history": run.history, "results": runs.describe(run)})
+        return
+    report.console.print(report.run_info_table(run))
+    report.console.print("spec.yaml", style="italic")
+    report.console.print(report.spec_syntax(run.spec_text))
+    report.console.print(report.history_table(run.history))
+    report.console.print(report.results_table([runs.describe(run)]))
+
+
+@cli.command()
+@click.option("--run", "reference", required=True, metavar="RUN", help="The run whose model classifies the images.")
+@click.argument("paths", nargs=-1, required=True, metavar="IMAGE [IMAGE ...]")
+@click.option("--show", is_flag=True,
+              help="Also write a PNG of each image beside the 28x28 input the model saw (a new file here).")
+@runs_dir_option
+@json_option
+@click.pass_context
+def predict(ctx, reference, paths, show, runs_dir, as_json):
+    """Classify your own images (PNG, JPEG: any size, colour or grey, dark on light or light on dark).
+
+    Each image is prepared as MNIST's images were (centred, scaled to fit 20x20 in
+    28x28, bright on black); the three most probable classes are printed. An
+    unreadable file is reported and the others are still classified (exit code 1).
+
+    \b
+    Examples:
+      mnistcls predict --run 20261123-153000_cnn_relu_mnist my_digit.png
+      mnistcls predict --run 20261123-153000_cnn_relu_fashion --show shoe.jpg shirt.jpg
+    """
+    from mnistcls import jobs
+
+    _tensorflow(ctx)
+    prediction = jobs.predict_images(reference, paths, runs_directory=runs_dir,
+                                     show_path=_new_file("predict-inputs.png") if show else None)
+    failed = [entry for entry in prediction["images"] if "error" in entry]
+    if as_json:
+        report.print_json(prediction)
+    else:
+        if len(failed) < len(paths):
+            report.console.print(report.predictions_table(prediction))
+        for entry in failed:
+            report.error(entry["error"])
+        report.console.print(report.files_text({"Inputs shown": prediction["show"]}))
+    if failed:
+        ctx.exit(1)
 
 
 def main():

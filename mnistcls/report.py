@@ -9,6 +9,7 @@ import sys
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.syntax import Syntax
 from rich.table import Table
 
 from mnistcls.build import format_shape
@@ -181,3 +182,120 @@ def dataset_places(dataset_report):
         caption = (f"[red]missing[/]: {', '.join(missing)}\n" if missing else "[red]not ready[/]: a file is bad\n")
         caption += "\n".join(dataset_report.advice)
     return table(f"{dataset_report.title} ({dataset_report.name})", ["Place", "Path", *files], rows, caption)
+
+
+# --- evaluate ------------------------------------------------------------------------
+
+def evaluation_table(results):
+    """Test accuracy, loss and errors, one row per evaluated run; notes runs trained on another dataset."""
+    rows = [(r["run"], r["dataset"], percent(r["test_accuracy"]), _number(r["test_loss"]), count(r["errors"]),
+             count(r["images"])) for r in results]
+    notes = [f"[yellow]note:[/] {r['run']} was trained on {r['trained_on']}, not on {r['dataset']}"
+             for r in results if r["trained_elsewhere"]]
+    return table("Test results", ["Run", "Dataset", "Test acc>", "Test loss>", "Errors>", "Images>"], rows,
+                 "\n".join(notes) or None)
+
+
+def class_report_table(result):
+    """Precision, recall, F1 and support of every class, then the macro and weighted averages."""
+    def scores(s):
+        return _number(s["precision"]), _number(s["recall"]), _number(s["f1"]), count(s["support"])
+
+    columns = ["Class", "Precision>", "Recall>", "F1>", "Support>"]
+    t = table(f"{result['run']} on {result['dataset']}: per class", columns,
+              [(c["class"], *scores(c)) for c in result["classes"]])
+    t.add_section()
+    for average in ("macro", "weighted"):
+        t.add_row(f"{average} average", *scores(result[average]))
+    return t
+
+
+def confusion_table(result):
+    """The confusion matrix: a row per true class, a column per predicted class (by label number).
+
+    Correct counts are green; mistakes are red, bold where they are at least 5% of the row.
+    """
+    names = [c["class"] for c in result["classes"]]
+    rows = [(f"{i} {name}", *[_confusion_cell(n, i == j, sum(counts)) for j, n in enumerate(counts)])
+            for i, (name, counts) in enumerate(zip(names, result["confusion"]))]
+    return table(f"{result['run']} on {result['dataset']}: confusion matrix",
+                 ["True class", *[f"{j}>" for j in range(len(names))]], rows,
+                 "rows: true class; columns: predicted class, by number")
+
+
+def _confusion_cell(n, correct, row_total):
+    if n == 0:
+        return "[dim]0[/]"
+    if correct:
+        return f"[green]{n:,}[/]"
+    return f"[bold red]{n:,}[/]" if n >= 0.05 * row_total else f"[red]{n:,}[/]"
+
+
+def top_confusions_text(result):
+    """The most frequent mistakes in words: "Shirt predicted as T-shirt/top: 112"."""
+    lines = [f"  {c['true']} predicted as {c['predicted']}: {c['count']:,}" for c in result["top_confusions"]]
+    return "\n".join(["Most frequent mistakes:", *lines]) if lines else "No mistakes."
+
+
+def files_text(files):
+    """One "what: path" line per picture written (None: not written)."""
+    return "\n".join(f"{what}: {path}" for what, path in files.items() if path)
+
+
+# --- runs ----------------------------------------------------------------------------
+
+_STATUS_STYLES = {"finished": "green", "running": "cyan", "interrupted": "yellow", "failed": "red", "killed": "red"}
+
+
+def runs_table(rows):
+    """`mnistcls runs`: one line per run (rows from runs.describe).
+
+    A run's id names its config and dataset (stamp_config_dataset), so they get
+    no columns of their own: that keeps the table within 120 columns.
+    """
+    return table("Runs", ["Run", "Epochs>", "Best val acc>", "Test acc>", "Params>", "s/epoch>", "Status"],
+                 [(r["run"], f"{r['epochs_run']}/{r['epochs'] or '?'}", percent(r.get("best_val_accuracy")),
+                   percent(r.get("test_accuracy")), count(r["params"]) if "params" in r else "-",
+                   _number(r.get("seconds_per_epoch"), 1), _status(r["status"])) for r in rows])
+
+
+def _status(status):
+    return f"[{_STATUS_STYLES.get(status, 'default')}]{status}[/]"
+
+
+def run_info_table(run):
+    """What `runs show` says first: what ran, where, when and how it ended."""
+    info = run.info
+    fields = [("Status", _status(run.status)), ("Config", f"{info.get('config')} ({info.get('config_file')})"),
+              ("Overrides", " ".join(info.get("overrides") or []) or "-"), ("Dataset", info.get("dataset")),
+              ("Started", info.get("started")), ("Finished", info.get("finished", "-")),
+              ("Device", f"{info.get('device')}, {info.get('precision')}"),
+              ("Command", " ".join(["mnistcls", *info["command"][1:]]) if info.get("command") else "-")]
+    if "error" in info:
+        fields.append(("Error", f"[red]{info['error']}[/]"))
+    return table(f"Run {run.id}", ["Field", "Value"], fields)
+
+
+def spec_syntax(text):
+    """A spec's YAML, highlighted."""
+    return Syntax(text.rstrip(), "yaml", theme="ansi_dark", background_color="default")
+
+
+def history_table(history):
+    """One row per epoch: losses, accuracies, learning rate and time."""
+    rows = [(row["epoch"], _number(row.get("loss")), percent(row.get("accuracy")), _number(row.get("val_loss")),
+             percent(row.get("val_accuracy")), f"{row['learning_rate']:.3g}" if "learning_rate" in row else "-",
+             _number(row.get("seconds"), 1)) for row in history]
+    return table("History", ["Epoch>", "Loss>", "Accuracy>", "Val loss>", "Val acc>", "Learning rate>", "Seconds>"],
+                 rows)
+
+
+# --- predict -------------------------------------------------------------------------
+
+def predictions_table(prediction):
+    """The most probable classes of each readable image, best first (from jobs.predict_images)."""
+    read = [entry for entry in prediction["images"] if "top" in entry]
+    ranks = max(len(entry["top"]) for entry in read)
+    rows = [(entry["image"], *[f"{c['class']}  {percent(c['probability'])}" for c in entry["top"]]) for entry in read]
+    return table(f"{prediction['run']} (trained on {prediction['trained_on']})",
+                 ["Image", *[f"Guess {rank}" for rank in range(1, ranks + 1)]], rows)

@@ -1,0 +1,122 @@
+"""Evaluation: a saved model and a dataset's test split in, scores and mistakes out.
+
+A saved `model.keras` takes raw uint8 images of shape (H, W, 1) (its first layer
+rescales them) and comes back compiled with the loss it was trained with. The
+test split is fed in the batches training evaluated it in, and the loss is the
+model's own `compute_loss` (the compiled loss plus its regularization terms), so
+a saved model reproduces the test accuracy and loss recorded at the end of
+training.
+"""
+
+import zipfile
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+
+from mnistcls import metrics
+from mnistcls.errors import MnistclsError, UsageError
+from mnistcls.train import EVAL_BATCH_SIZE
+
+TOP_CONFUSIONS = 5  # how many of the most frequent mistakes are named
+
+
+@dataclass
+class Evaluation:
+    """One model's results on one dataset's test split."""
+
+    dataset: str  # the dataset's name: mnist, fashion, or a custom folder's name
+    class_names: list[str]
+    accuracy: float
+    loss: float
+    labels: np.ndarray  # true class of each test image
+    predicted: np.ndarray  # predicted class of each test image
+    confusion: np.ndarray  # rows: true class, columns: predicted class
+
+    @property
+    def errors(self):
+        return int(np.sum(self.labels != self.predicted))
+
+    @property
+    def mistakes(self):
+        """Indices of the misclassified test images, in test-set order."""
+        return np.flatnonzero(self.labels != self.predicted)
+
+    def to_dict(self):
+        """Everything as plain JSON values: scores, per-class report, confusion matrix, worst mix-ups."""
+        scores = metrics.classification_report(self.confusion)
+        return {
+            "dataset": self.dataset,
+            "test_accuracy": self.accuracy,
+            "test_loss": self.loss,
+            "errors": self.errors,
+            "images": len(self.labels),
+            "classes": [{"class": name, **row} for name, row in zip(self.class_names, scores["classes"])],
+            "macro": scores["macro"],
+            "weighted": scores["weighted"],
+            "confusion": self.confusion.tolist(),
+            "top_confusions": [{"true": true, "predicted": predicted, "count": n} for true, predicted, n in
+                               metrics.top_confusions(self.confusion, self.class_names, TOP_CONFUSIONS)],
+        }
+
+
+def load_model(path):
+    """A saved .keras model, compiled as it was trained.
+
+    Raises:
+        MnistclsError: the file is not a readable Keras model.
+    """
+    try:
+        return keras.models.load_model(path)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+        raise MnistclsError(f"{path}: cannot be loaded as a Keras model ({err}); it is damaged or "
+                            "was written by an incompatible Keras version") from None
+
+
+def check_fits(model, image_shape, num_classes, dataset):
+    """Raise UsageError unless `model` takes images of `image_shape` (H, W) and outputs `num_classes` scores."""
+    takes, gives = tuple(model.input_shape[1:]), model.output_shape[-1]
+    if takes != (*image_shape, 1):
+        raise UsageError(f"the model takes {_size(takes)} images, but {dataset}'s are {_size(image_shape)}")
+    if gives != num_classes:
+        raise UsageError(f"the model tells {gives} classes apart, but {dataset} has {num_classes}")
+
+
+def evaluate(model, dataset):
+    """Score `model` on `dataset`'s test split (a data.Dataset with x_test and y_test loaded)."""
+    check_fits(model, dataset.image_shape, dataset.num_classes, dataset.name)
+    outputs = model.predict(dataset.x_test[..., None], batch_size=EVAL_BATCH_SIZE, verbose=0)
+    labels = np.asarray(dataset.y_test, dtype=np.int64)
+    # The targets in the form the model's compiled loss reads: class indices or one-hot rows.
+    one_hot = not isinstance(model.loss, keras.losses.SparseCategoricalCrossentropy)
+    targets = keras.ops.one_hot(labels, dataset.num_classes) if one_hot else labels
+    loss = float(keras.ops.convert_to_numpy(model.compute_loss(y=targets, y_pred=outputs)))
+    predicted = outputs.argmax(axis=1)
+    return Evaluation(
+        dataset=dataset.name, class_names=list(dataset.class_names), accuracy=float(np.mean(predicted == labels)),
+        loss=loss, labels=labels, predicted=predicted,
+        confusion=metrics.confusion_matrix(labels, predicted, dataset.num_classes))
+
+
+def classify(model, images, top=3):
+    """The `top` most probable classes of each image, best first.
+
+    Args:
+        model: a saved model, as `load_model` returns it.
+        images: 28x28 uint8 arrays, bright content on black (images.load_digit_image's model input).
+        top: how many classes to give per image.
+
+    Returns:
+        One list per image of (class index, probability) pairs.
+    """
+    outputs = model.predict(np.stack(images)[..., None], batch_size=EVAL_BATCH_SIZE, verbose=0)
+    # A model trained on logits (from_logits: true) needs a softmax to give probabilities.
+    if model.loss.get_config().get("from_logits"):
+        outputs = keras.ops.convert_to_numpy(keras.ops.softmax(outputs, axis=-1))
+    best = np.argsort(-outputs, axis=1, kind="stable")[:, :top]
+    return [[(int(c), float(row[c])) for c in classes] for row, classes in zip(outputs, best)]
+
+
+def _size(shape):
+    """(28, 28) or (28, 28, 1) as '28x28'."""
+    return "x".join(str(side) for side in shape[:2])

@@ -1,0 +1,134 @@
+"""`mnistcls evaluate` end to end, with a tiny model trained once on a slice of real Fashion-MNIST."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from conftest import TINY_SPEC
+from mnistcls import data, runs
+from mnistcls.cli import cli
+
+
+@pytest.fixture(scope="module")
+def trained(small_fashion, tmp_path_factory):
+    """(runs directory, run): one epoch of the tiny CNN on small_fashion."""
+    runs_dir = tmp_path_factory.mktemp("runs")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("MNISTCLS_OFFLINE", "1")
+        result = CliRunner().invoke(cli, ["train", "-c", TINY_SPEC, "-d", str(small_fashion), "--epochs", "1",
+                                          "--runs-dir", str(runs_dir), "--json"])
+    assert result.exit_code == 0, result.output
+    return runs_dir, runs.find(json.loads(result.stdout)[0]["run"], runs_dir)
+
+
+def evaluate(*args):
+    return CliRunner().invoke(cli, ["evaluate", *args])
+
+
+@pytest.fixture(scope="module")
+def evaluated(trained, small_fashion):
+    """The --json report of evaluating the run on the dataset it was trained on."""
+    runs_dir, run = trained
+    result = evaluate("--run", run.id, "--dataset", str(small_fashion), "--runs-dir", str(runs_dir), "--json")
+    assert result.exit_code == 0, result.output
+    (report,) = json.loads(result.stdout)
+    return report
+
+
+def test_evaluating_a_saved_run_reproduces_its_recorded_test_results(trained, evaluated):
+    _, run = trained
+    assert evaluated["run"] == run.id and not evaluated["trained_elsewhere"]
+    assert evaluated["test_accuracy"] == pytest.approx(run.metrics["test_accuracy"], abs=1e-6)
+    assert evaluated["test_loss"] == pytest.approx(run.metrics["test_loss"], rel=1e-5)
+
+
+def test_per_class_scores_and_confusion_agree_with_a_hand_count(trained, evaluated, small_fashion):
+    import keras
+
+    _, run = trained
+    test = data.load(str(small_fashion), splits=("test",))
+    predicted = keras.models.load_model(run.path / "model.keras").predict(test.x_test[..., None], verbose=0).argmax(1)
+    confusion = np.zeros((10, 10), dtype=int)
+    for true, guess in zip(test.y_test, predicted):
+        confusion[true, guess] += 1
+
+    assert evaluated["confusion"] == confusion.tolist()
+    assert evaluated["images"] == 200 and evaluated["errors"] == 200 - np.trace(confusion)
+    assert [c["class"] for c in evaluated["classes"]] == test.class_names
+    assert [c["support"] for c in evaluated["classes"]] == np.bincount(test.y_test, minlength=10).tolist()
+    for k, scores in enumerate(evaluated["classes"]):
+        predicted_as_k = confusion[:, k].sum()
+        assert scores["precision"] == pytest.approx(confusion[k, k] / predicted_as_k if predicted_as_k else 0.0)
+        assert scores["recall"] == pytest.approx(confusion[k, k] / confusion[k].sum())
+    assert evaluated["macro"]["f1"] == pytest.approx(np.mean([c["f1"] for c in evaluated["classes"]]))
+    assert evaluated["weighted"]["recall"] == pytest.approx(evaluated["test_accuracy"])  # support-weighted recall
+
+    worst = evaluated["top_confusions"][0]
+    names = test.class_names
+    mistakes = confusion - np.diag(np.diag(confusion))
+    assert worst["count"] == mistakes.max() == confusion[names.index(worst["true"]), names.index(worst["predicted"])]
+
+
+def test_the_latest_run_is_printed_with_class_names_and_its_pictures(trained, small_fashion):
+    runs_dir, run = trained
+    result = evaluate("--dataset", str(small_fashion), "--runs-dir", str(runs_dir))
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert run.id in out and "Ankle boot" in out and "macro average" in out and "weighted average" in out
+    assert "confusion matrix" in out and " predicted as " in out
+    for name in (f"confusion-{small_fashion.name}.png", f"misclassified-{small_fashion.name}.png"):
+        assert str(run.path / name) in out
+        assert Image.open(run.path / name).size[0] > 300
+
+
+def test_mnist_with_only_its_test_files_and_a_model_trained_elsewhere(trained, shared_data_dir):
+    runs_dir, run = trained
+    args = ["--run", run.id, "--dataset", "mnist", "--data-dir", str(shared_data_dir), "--runs-dir", str(runs_dir)]
+    result = evaluate(*args)
+    assert result.exit_code == 0, result.output
+    assert f"was trained on {run.info['dataset']}, not on mnist" in " ".join(result.output.split())
+    assert "10,000" in result.output and (run.path / "confusion-mnist.png").is_file()
+
+    (report,) = json.loads(evaluate(*args, "--json").stdout)
+    assert report["trained_elsewhere"] and report["images"] == 10_000
+    assert [c["class"] for c in report["classes"]] == [str(d) for d in range(10)]
+
+
+@pytest.mark.parametrize("shape, labels, message", [
+    ((5, 14, 14), [0, 1, 2, 3, 9], "the model takes 28x28 images"),
+    ((5, 28, 28), [0, 1, 2, 3, 4], "the model tells 10 classes apart"),
+], ids=["image-size", "class-count"])
+def test_a_model_that_does_not_fit_the_dataset_is_one_clear_error(trained, tmp_path, shape, labels, message):
+    runs_dir, run = trained
+    data.write_idx(tmp_path / "t10k-images-idx3-ubyte", np.zeros(shape, dtype=np.uint8))
+    data.write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.array(labels, dtype=np.uint8))
+    result = evaluate("--run", run.id, "--dataset", str(tmp_path), "--runs-dir", str(runs_dir))
+    assert result.exit_code == 2
+    assert message in result.output and run.id in result.output and "Traceback" not in result.output
+
+
+def test_a_run_that_saved_no_model_is_one_clear_error_and_all_skips_it(trained, small_fashion, tmp_path):
+    _, run = trained
+    shutil.copytree(run.path, tmp_path / run.id)
+    failed = runs.Run(tmp_path / "20000101-000000_tiny_cnn_failed")
+    shutil.copytree(run.path, failed.path, ignore=shutil.ignore_patterns("model.keras", "metrics.json"))
+    failed.update(status="failed", error="RuntimeError: before the first epoch")
+
+    result = evaluate("--run", failed.id, "--runs-dir", str(tmp_path))
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"run {failed.id} (failed) has no model.keras" in " ".join(result.output.split())
+
+    result = evaluate("--dataset", str(small_fashion), "--all", "--runs-dir", str(tmp_path), "--json")
+    assert result.exit_code == 0, result.output
+    assert [r["run"] for r in json.loads(result.stdout)] == [run.id]
+
+
+def test_what_to_evaluate_must_be_said(tmp_path):
+    assert "--dataset" in evaluate("--runs-dir", str(tmp_path)).output
+    assert evaluate("--all", "--run", "x", "-d", "fashion").exit_code == 2
+    result = evaluate("--dataset", "fashion", "--runs-dir", str(tmp_path))
+    assert result.exit_code == 2 and "no run in" in result.output
