@@ -1,6 +1,6 @@
 """Evaluation: a saved model and a dataset's test split in, scores and mistakes out.
 
-A saved `model.keras` takes raw uint8 images of shape (H, W, 1) (its first layer
+A saved `model.keras` takes raw pixel values (0-255) of shape (H, W, 1) (its first layer
 rescales them) and comes back compiled with the loss it was trained with. The
 test split is fed in the batches training evaluated it in, and the loss is the
 model's own `compute_loss` (the compiled loss plus its regularization terms), so

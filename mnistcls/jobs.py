@@ -279,3 +279,18 @@ def _class_names(run, count):
         except DataError:
             names = []
     return names if len(names) == count else [str(label) for label in range(count)]
+
+
+# --- bench ------------------------------------------------------------------------------
+
+def bench_all(configs, overrides, *, device="auto", steps=64):
+    """(one bench.Speed per config, words for the device) for `mnistcls bench`."""
+    from mnistcls import bench  # imports TensorFlow
+
+    placement = runtime.select_strategy(device)
+    speeds = []
+    for spec in [specs.load_spec(config, overrides) for config in configs]:
+        precision = runtime.choose_precision(spec.train.precision, placement.on_gpu)
+        speeds.append(bench.measure(spec, strategy=placement.strategy, precision=precision, steps=steps))
+    return speeds, placement.description
+

@@ -299,3 +299,12 @@ def predictions_table(prediction):
     rows = [(entry["image"], *[f"{c['class']}  {percent(c['probability'])}" for c in entry["top"]]) for entry in read]
     return table(f"{prediction['run']} (trained on {prediction['trained_on']})",
                  ["Image", *[f"Guess {rank}" for rank in range(1, ranks + 1)]], rows)
+
+
+def speed_table(speeds, device):
+    """`mnistcls bench`: images per second and the estimated epoch time, per config."""
+    rows = [(s.config, s.precision, s.batch_size, f"{s.train_images_per_second:,.0f}",
+             f"{s.eval_images_per_second:,.0f}", f"{s.seconds_per_epoch:.1f}") for s in speeds]
+    return table(f"Speed on {device}", ["Config", "Precision", "Batch>", "Train img/s>", "Eval img/s>",
+                                         "s/epoch (est.)>"], rows,
+                 caption="an epoch: 60,000 training images and validation on 10,000")

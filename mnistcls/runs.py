@@ -23,7 +23,6 @@ from pathlib import Path
 
 import yaml
 
-from mnistcls import data
 from mnistcls.errors import UsageError
 from mnistcls.files import read_json, write_json, write_text
 
@@ -114,6 +113,8 @@ def worker_runs_dir(task_index):
     It trains the same model in lockstep with the chief, and resumes from its own
     backup here; it writes nothing into the chief's runs directory.
     """
+    from mnistcls import data  # here, not at the top: `mnistcls --help` imports this module and not numpy
+
     return data.cache_dir() / "cluster" / f"worker-{task_index}" / "runs"
 
 
@@ -189,7 +190,9 @@ def was_trained_on(run, dataset):
     if recorded == dataset:
         return True
     # Two spellings of one folder (data/x, ./data/x, /home/me/data/x) are one dataset.
-    folders = [Path(name) for name in (recorded, dataset) if name and name not in data.DATASETS]
+    from mnistcls.data import DATASET_NAMES  # not at the top, see worker_runs_dir
+
+    folders = [Path(name) for name in (recorded, dataset) if name and name not in DATASET_NAMES]
     return len(folders) == 2 and all(f.is_dir() for f in folders) and folders[0].samefile(folders[1])
 
 

@@ -10,7 +10,6 @@ from an iterator's state, so a run resumed at epoch k sees exactly the batches a
 uninterrupted run sees: with the same seed both end with the same weights.
 """
 
-import math
 import shutil
 import signal
 import threading
@@ -69,26 +68,12 @@ def fit(spec, dataset, run_dir, *, strategy, precision, progress=None):
     backup_dir = run_dir / "backup"
     first_epoch = resumed_epoch(backup_dir)
 
-    multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-    with strategy.scope():
-        model = build_model(spec, input_shape=(*dataset.image_shape, 1), num_classes=dataset.num_classes,
-                            pixel_stats=_pixel_stats(train_x), dtype=precision)
-        learning_rate, schedule_callbacks = _learning_rate(spec.train, steps)
-        model.compile(
-            optimizer=_optimizer(spec.train.optimizer, learning_rate),
-            loss=_loss(spec.train),
-            metrics=["accuracy"],
-            # Keras 3's multi-step loop fails under MultiWorkerMirroredStrategy: one step per call there.
-            steps_per_execution=1 if multi_worker else _steps_per_execution(steps, spec.train.steps_per_execution),
-            jit_compile=False,  # XLA was about 2x slower on CPU here (issue 6 measurements)
-        )
-
+    model, schedule_callbacks = compiled_model(spec, dataset, _pixel_stats(train_x), steps,
+                                               strategy=strategy, precision=precision)
     one_hot = spec.train.loss == "categorical_crossentropy"
-    if multi_worker:
-        _work_around_keras_multi_worker_bugs(model, dataset.num_classes if one_hot else None)
-    train_data = _training_batches(train_x, train_y, spec.train.batch_size, spec.train.seed, first_epoch,
+    train_data = training_batches(train_x, train_y, spec.train.batch_size, spec.train.seed, first_epoch,
                                    spec.train.epochs, dataset.num_classes, one_hot)
-    val_data = _batches(val_x, val_y, EVAL_BATCH_SIZE, dataset.num_classes, one_hot)
+    val_data = batches(val_x, val_y, EVAL_BATCH_SIZE, dataset.num_classes, one_hot)
 
     recorder = EpochRecorder(run_dir, first_epoch)
     saving = SavingSection()
@@ -105,8 +90,32 @@ def fit(spec, dataset, run_dir, *, strategy, precision, progress=None):
                   validation_data=val_data, callbacks=callbacks, shuffle=False, verbose=0)  # we shuffle
     save_model(model, run_dir / "model.keras")  # again: EarlyStopping may have restored best weights
     test_loss, test_accuracy = model.evaluate(
-        _batches(dataset.x_test, dataset.y_test, EVAL_BATCH_SIZE, dataset.num_classes, one_hot), verbose=0)
+        batches(dataset.x_test, dataset.y_test, EVAL_BATCH_SIZE, dataset.num_classes, one_hot), verbose=0)
     return model, _result(recorder.history, test_loss, test_accuracy, summarize(model, spec.name).total)
+
+
+def compiled_model(spec, dataset, pixel_stats, steps, *, strategy, precision):
+    """The spec's model, compiled for training under `strategy`, and the schedule's callbacks.
+
+    `steps` is the number of steps in an epoch (schedules count in steps).
+    """
+    multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    with strategy.scope():
+        model = build_model(spec, input_shape=(*dataset.image_shape, 1), num_classes=dataset.num_classes,
+                            pixel_stats=pixel_stats, dtype=precision)
+        learning_rate, schedule_callbacks = _learning_rate(spec.train, steps)
+        model.compile(
+            optimizer=_optimizer(spec.train.optimizer, learning_rate),
+            loss=_loss(spec.train),
+            metrics=["accuracy"],
+            # Keras 3's multi-step loop fails under MultiWorkerMirroredStrategy: one step per call there.
+            steps_per_execution=1 if multi_worker else _steps_per_execution(steps, spec.train.steps_per_execution),
+            jit_compile=False,  # XLA was about 2x slower on CPU here (issue 6 measurements)
+        )
+    if multi_worker:
+        one_hot = spec.train.loss == "categorical_crossentropy"
+        _work_around_keras_multi_worker_bugs(model, dataset.num_classes if one_hot else None)
+    return model, schedule_callbacks
 
 
 def _work_around_keras_multi_worker_bugs(model, one_hot_classes):
@@ -301,7 +310,7 @@ def _pixel_stats(images):
     return float(x.mean()), float(x.std())
 
 
-def _training_batches(x, y, batch_size, seed, first_epoch, epochs, num_classes, one_hot):
+def training_batches(x, y, batch_size, seed, first_epoch, epochs, num_classes, one_hot):
     """Shuffled global batches for epochs first_epoch..epochs-1.
 
     Each epoch's order is a permutation computed from (seed, epoch) alone, so a
@@ -326,7 +335,7 @@ def _training_batches(x, y, batch_size, seed, first_epoch, epochs, num_classes, 
             .prefetch(tf.data.AUTOTUNE).with_options(_SHARD_BY_DATA))
 
 
-def _batches(x, y, batch_size, num_classes, one_hot):
+def batches(x, y, batch_size, num_classes, one_hot):
     """Unshuffled batches for validation and evaluation."""
     return (tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
             .map(lambda a, b: _features(a, b, num_classes, one_hot)).prefetch(tf.data.AUTOTUNE)

@@ -59,3 +59,21 @@ def small_fashion(tmp_path_factory):
 
 
 TINY_SPEC = str(Path(__file__).parent / "specs" / "tiny_cnn.yaml")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(small_fashion, tmp_path_factory):
+    """(runs directory, run id): one epoch of the tiny CNN on small_fashion, trained once per session."""
+    import json
+
+    from click.testing import CliRunner
+
+    from mnistcls.cli import cli
+
+    runs_dir = tmp_path_factory.mktemp("runs")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("MNISTCLS_OFFLINE", "1")
+        result = CliRunner().invoke(cli, ["train", "-c", TINY_SPEC, "-d", str(small_fashion), "--epochs", "1",
+                                          "--runs-dir", str(runs_dir), "--json"])
+    assert result.exit_code == 0, result.output
+    return runs_dir, json.loads(result.stdout)[0]["run"]

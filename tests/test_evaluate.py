@@ -8,21 +8,15 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from conftest import TINY_SPEC
 from mnistcls import data, runs
 from mnistcls.cli import cli
 
 
 @pytest.fixture(scope="module")
-def trained(small_fashion, tmp_path_factory):
-    """(runs directory, run): one epoch of the tiny CNN on small_fashion."""
-    runs_dir = tmp_path_factory.mktemp("runs")
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("MNISTCLS_OFFLINE", "1")
-        result = CliRunner().invoke(cli, ["train", "-c", TINY_SPEC, "-d", str(small_fashion), "--epochs", "1",
-                                          "--runs-dir", str(runs_dir), "--json"])
-    assert result.exit_code == 0, result.output
-    return runs_dir, runs.find(json.loads(result.stdout)[0]["run"], runs_dir)
+def trained(tiny_run):
+    """(runs directory, run) of the session's tiny run."""
+    runs_dir, run_id = tiny_run
+    return runs_dir, runs.find(run_id, runs_dir)
 
 
 def evaluate(*args):

@@ -6,21 +6,8 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image, ImageDraw, ImageOps
 
-from conftest import TINY_SPEC
 from mnistcls import data
 from mnistcls.cli import cli
-
-
-@pytest.fixture(scope="module")
-def trained(small_fashion, tmp_path_factory):
-    """(runs directory, run id): one epoch of the tiny CNN on small_fashion (a folder with a classes.txt)."""
-    runs_dir = tmp_path_factory.mktemp("runs")
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("MNISTCLS_OFFLINE", "1")
-        result = CliRunner().invoke(cli, ["train", "-c", TINY_SPEC, "-d", str(small_fashion), "--epochs", "1",
-                                          "--runs-dir", str(runs_dir), "--json"])
-    assert result.exit_code == 0, result.output
-    return runs_dir, json.loads(result.stdout)[0]["run"]
 
 
 @pytest.fixture
@@ -41,8 +28,8 @@ def predict(runs_dir, *args):
     return CliRunner().invoke(cli, ["predict", "--runs-dir", str(runs_dir), *args])
 
 
-def test_a_drawing_and_its_inverse_get_the_same_prediction(trained, pictures):
-    runs_dir, run_id = trained
+def test_a_drawing_and_its_inverse_get_the_same_prediction(tiny_run, pictures):
+    runs_dir, run_id = tiny_run
     result = predict(runs_dir, "--run", run_id, str(pictures / "dark_on_white.png"),
                      str(pictures / "light_on_black.png"), "--json")
     assert result.exit_code == 0, result.output
@@ -54,8 +41,8 @@ def test_a_drawing_and_its_inverse_get_the_same_prediction(trained, pictures):
     assert {c["class"] for c in dark} <= set(data.DATASETS["fashion"].class_names)  # from the folder's classes.txt
 
 
-def test_unreadable_files_are_reported_and_the_others_still_classified(trained, pictures):
-    runs_dir, run_id = trained
+def test_unreadable_files_are_reported_and_the_others_still_classified(tiny_run, pictures):
+    runs_dir, run_id = tiny_run
     good = str(pictures / "dark_on_white.png")
     args = ["--run", run_id, str(pictures / "broken.png"), good, str(pictures / "missing.png")]
     result = predict(runs_dir, *args)
@@ -67,8 +54,8 @@ def test_unreadable_files_are_reported_and_the_others_still_classified(trained, 
     assert ["error" in entry for entry in entries] == [True, False, True] and len(entries[1]["top"]) == 3
 
 
-def test_show_writes_each_image_beside_the_model_input_without_overwriting(trained, pictures, monkeypatch):
-    runs_dir, run_id = trained
+def test_show_writes_each_image_beside_the_model_input_without_overwriting(tiny_run, pictures, monkeypatch):
+    runs_dir, run_id = tiny_run
     monkeypatch.chdir(pictures)
     (pictures / "predict-inputs.png").write_text("mine")
     result = predict(runs_dir, "--run", run_id, "--show", "dark_on_white.png", "light_on_black.png")

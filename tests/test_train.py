@@ -146,3 +146,10 @@ def test_an_interrupted_run_resumes_to_the_same_result(small_fashion, tmp_path, 
     uninterrupted = runs.all_runs(tmp_path / "whole")[0]
     keys = ("test_accuracy", "test_loss", "best_val_accuracy", "best_epoch")
     assert {k: run.metrics[k] for k in keys} == {k: uninterrupted.metrics[k] for k in keys}
+
+
+def test_the_fast_config_learns_fashion_in_a_few_steps(fashion_system_dir, tmp_path):
+    """fast_fashion.yaml on the real data, cut to one epoch: it must already be well past chance."""
+    (result,) = train("-c", "fast_fashion.yaml", "--epochs", "1", runs_dir=tmp_path)
+    assert result["dataset"] == "fashion" and result["epochs_run"] == 1
+    assert result["test_accuracy"] > 0.85

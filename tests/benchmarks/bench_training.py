@@ -1,0 +1,195 @@
+"""Speed and memory of mnistcls on this machine, against the seeds' way of training.
+
+Run by hand (not collected by the test suite), on a quiet machine:
+
+    .venv/bin/python tests/benchmarks/bench_training.py            # about 6 minutes on 2 cores
+    .venv/bin/python tests/benchmarks/bench_training.py --best     # adds best_fashion.yaml (15 min)
+
+Every figure is measured in this run, the baseline included, because this kind of
+machine is noisy: compare figures from one run only. It prints:
+
+1. per-epoch training time of seed A's relu CNN (cnn_relu.yaml) on Fashion-MNIST,
+   mnistcls against the seeds' `model.fit` on float64 numpy arrays (same model,
+   batch, learning rate and data), median over several epochs after a warm-up,
+   with the validation accuracy both reach after the same number of epochs;
+2. time to accuracy: the wall time of the whole `mnistcls train --config ...`
+   command (TensorFlow import and data loading included) and its test accuracy;
+3. peak resident memory while training the seed CNN; the time of `mnistcls --help`
+   and of `mnistcls summary`;
+4. images per second for training and for evaluation (`mnistcls bench`).
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+TARGETS = {  # issue 6, on the 2-core development machine
+    "speed-up per epoch": ("x", 2.0, "min"),
+    "fast_fashion accuracy": ("%", 91.0, "min"),
+    "fast_fashion wall time": ("s", 60.0, "max"),
+    "best_fashion accuracy": ("%", 93.5, "min"),
+    "best_fashion wall time": ("s", 900.0, "max"),
+    "peak memory training cnn_relu": ("GB", 2.5, "max"),
+    "mnistcls --help": ("s", 0.5, "max"),
+}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=3, help="measured epochs per side (after 1 warm-up)")
+    parser.add_argument("--best", action="store_true", help="also time best_fashion.yaml (about 15 minutes)")
+    args = parser.parse_args()
+    figures = {}
+    with tempfile.TemporaryDirectory() as runs_dir:
+        figures.update(per_epoch(args.epochs, runs_dir))
+        for config in ["fast_fashion"] + (["best_fashion"] if args.best else []):
+            figures.update(time_to_accuracy(config, runs_dir))
+        figures.update(memory_and_startup(runs_dir))
+        figures.update(throughput())
+    print_summary(figures)
+
+
+# --- 1. per-epoch time against the seeds' training loop ------------------------------
+
+def per_epoch(measured, runs_dir):
+    from mnistcls.runtime import import_tensorflow
+
+    import_tensorflow()
+    from mnistcls import data, runtime, spec as specs, train
+    from mnistcls.files import read_json
+
+    fashion = data.load("fashion")
+    epochs = measured + 1
+    spec = specs.load_spec("cnn_relu.yaml", [f"train.epochs={epochs}", "data.dataset=fashion"])
+    placement = runtime.select_strategy("cpu")
+    precision = runtime.choose_precision(spec.train.precision, placement.on_gpu)
+
+    _, result = train.fit(spec, fashion, os.path.join(runs_dir, "per-epoch"), strategy=placement.strategy,
+                          precision=precision)
+    history = read_json(os.path.join(runs_dir, "per-epoch", "history.json"), [])
+    ours = [row["seconds"] for row in history[1:]]
+    ours_accuracy = history[-1]["val_accuracy"]
+
+    seed_seconds, seed_accuracy = seed_style_fit(fashion, epochs, spec.train.optimizer.learning_rate)
+    ratio = statistics.median(seed_seconds) / statistics.median(ours)
+    print(f"\n1. Per-epoch time, seed A relu CNN on Fashion-MNIST ({measured} epochs after 1 warm-up, median)")
+    print(f"   seed-style model.fit on float64 arrays: {statistics.median(seed_seconds):6.1f} s/epoch "
+          f"(each: {', '.join(f'{s:.1f}' for s in seed_seconds)}), val accuracy after {epochs}: {seed_accuracy:.4f}")
+    print(f"   mnistcls ({precision}, tf.data):          {statistics.median(ours):6.1f} s/epoch "
+          f"(each: {', '.join(f'{s:.1f}' for s in ours)}), val accuracy after {epochs}: {ours_accuracy:.4f}")
+    print(f"   speed-up: {ratio:.2f}x")
+    return {"speed-up per epoch": ratio}
+
+
+def seed_style_fit(fashion, epochs, learning_rate):
+    """Seed A's notebook: a Sequential CNN fitted on x/255 as float64 arrays with one-hot labels."""
+    import keras
+    import numpy as np
+
+    keras.utils.set_random_seed(0)
+    l2 = keras.regularizers.L2(0.01)
+    model = keras.Sequential([
+        keras.Input((28, 28, 1)),
+        keras.layers.Conv2D(32, 3, padding="same"), keras.layers.Activation("relu"),
+        keras.layers.MaxPooling2D(2, padding="same"),
+        keras.layers.Conv2D(64, 5, padding="same"), keras.layers.Activation("relu"),
+        keras.layers.MaxPooling2D(2, padding="same"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(128, kernel_regularizer=l2), keras.layers.Activation("relu"),
+        keras.layers.Dense(10, kernel_regularizer=l2), keras.layers.Activation("softmax"),
+    ])
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="categorical_crossentropy",
+                  metrics=["accuracy"])
+    x_train = fashion.x_train.reshape(-1, 28, 28, 1) / 255.0  # float64, as in the seed
+    x_test = fashion.x_test.reshape(-1, 28, 28, 1) / 255.0
+    y_train = keras.utils.to_categorical(fashion.y_train, 10)
+    y_test = keras.utils.to_categorical(fashion.y_test, 10)
+
+    class EpochTimes(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            seconds.append(time.perf_counter() - self.started)
+
+    seconds = []
+    history = model.fit(x_train, y_train, batch_size=128, epochs=epochs, validation_data=(x_test, y_test),
+                        callbacks=[EpochTimes()], verbose=0)
+    assert np.isfinite(history.history["loss"][-1])
+    return seconds[1:], history.history["val_accuracy"][-1]
+
+
+# --- 2. time to accuracy -----------------------------------------------------------
+
+def time_to_accuracy(config, runs_dir):
+    started = time.perf_counter()
+    output = mnistcls("train", "--config", f"{config}.yaml", "--runs-dir", runs_dir, "--json")
+    wall = time.perf_counter() - started
+    (result,) = json.loads(output)
+    accuracy = 100 * result["test_accuracy"]
+    print(f"\n2. Time to accuracy: mnistcls train --config {config}.yaml (whole command)")
+    print(f"   {wall:.1f} s wall, test accuracy {accuracy:.2f}% after {result['epochs_run']} epochs "
+          f"({result['seconds_per_epoch']:.1f} s/epoch)")
+    return {f"{config} accuracy": accuracy, f"{config} wall time": wall}
+
+
+# --- 3. memory and start-up ----------------------------------------------------------
+
+def memory_and_startup(runs_dir):
+    command = [sys.executable, "-m", "mnistcls", "train", "--config", "cnn_relu.yaml", "--dataset", "fashion",
+               "--epochs", "1", "--runs-dir", runs_dir, "--json"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    assert status == 0, "training the seed CNN failed"
+    peak_gb = usage.ru_maxrss * 1024 / 1e9  # Linux reports kilobytes
+    help_seconds = statistics.median(timed(["--help"]) for _ in range(5))
+    summary_seconds = statistics.median(timed(["summary"]) for _ in range(3))
+    print("\n3. Memory and start-up")
+    print(f"   peak resident memory, training cnn_relu for an epoch: {peak_gb:.2f} GB")
+    print(f"   mnistcls --help: {help_seconds:.2f} s;  mnistcls summary (all bundled configs): {summary_seconds:.2f} s")
+    return {"peak memory training cnn_relu": peak_gb, "mnistcls --help": help_seconds}
+
+
+# --- 4. throughput -------------------------------------------------------------------
+
+def throughput():
+    rows = json.loads(mnistcls("bench", "--config", "cnn_relu.yaml", "--config", "fast_fashion.yaml", "--json"))
+    print("\n4. Images per second (mnistcls bench)")
+    for row in rows:
+        print(f"   {row['config']:<14} {row['precision']:<15} train {row['train_images_per_second']:7,.0f} img/s, "
+              f"evaluate {row['eval_images_per_second']:7,.0f} img/s, about {row['seconds_per_epoch']:.1f} s/epoch")
+    return {}
+
+
+# --- helpers -------------------------------------------------------------------------
+
+def mnistcls(*args):
+    return subprocess.run([sys.executable, "-m", "mnistcls", *args], check=True, capture_output=True,
+                          text=True).stdout
+
+
+def timed(args):
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "mnistcls", *args], check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+def print_summary(figures):
+    print("\nTargets (issue 6)")
+    for name, (unit, target, kind) in TARGETS.items():
+        if name not in figures:
+            print(f"   {name:<32} not measured in this run")
+            continue
+        value = figures[name]
+        met = value >= target if kind == "min" else value <= target
+        bound = ">=" if kind == "min" else "<="
+        print(f"   {name:<32} {value:8.2f} {unit:<2} (target {bound} {target:g} {unit}): {'met' if met else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main()
