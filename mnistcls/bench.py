@@ -51,9 +51,9 @@ def measure(spec, *, strategy, precision, steps=64, warmup_steps=16):
         return train.training_batches(stand_in.x_train[:n * batch], stand_in.y_train[:n * batch], batch,
                                       spec.train.seed, 0, 1, 10, one_hot)
 
-    model.fit(batches(warmup_steps), steps_per_epoch=warmup_steps, verbose=0)
+    model.fit(batches(warmup_steps), steps_per_epoch=warmup_steps, shuffle=False, verbose=0)
     started = time.perf_counter()
-    model.fit(batches(steps), steps_per_epoch=steps, verbose=0)
+    model.fit(batches(steps), steps_per_epoch=steps, shuffle=False, verbose=0)
     train_seconds = time.perf_counter() - started
 
     test = train.batches(stand_in.x_test, stand_in.y_test, train.EVAL_BATCH_SIZE, 10, one_hot)
