@@ -131,6 +131,21 @@ def chiefs_value(placement, value):
     return float(placement.strategy.reduce("SUM", per_replica, axis=None))
 
 
+def smallest_value(strategy, value):
+    """The smallest of every replica's `value` (a whole number), on every worker of a cluster."""
+    if strategy.num_replicas_in_sync == 1:
+        return value
+    tf = import_tensorflow()
+    size = strategy.num_replicas_in_sync
+
+    def contribution():  # each replica puts its value in its own slot; the sum holds them all
+        slot = tf.distribute.get_replica_context().replica_id_in_sync_group
+        return tf.one_hot(slot, size, dtype=tf.float64) * float(value)
+
+    every = strategy.reduce("SUM", strategy.run(contribution), axis=None)
+    return int(min(every.numpy()))
+
+
 def choose_precision(requested, on_gpu):
     """The Keras dtype policy for `precision: auto|...`: what the hardware does well.
 

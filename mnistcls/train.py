@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from mnistcls.build import build_model, summarize
+from mnistcls.runtime import smallest_value
 from mnistcls.files import atomic_path, read_json, write_json, write_text
 from mnistcls.spec import OPTIMIZERS
 
@@ -66,7 +67,9 @@ def fit(spec, dataset, run_dir, *, strategy, precision, progress=None):
     train_x, train_y, val_x, val_y = _split(dataset, spec.train)
     steps = len(train_x) // spec.train.batch_size  # whole batches only: every replica gets its share
     backup_dir = run_dir / "backup"
-    first_epoch = resumed_epoch(backup_dir)
+    # The workers of a cluster resume together, at the earliest epoch any of them kept: one
+    # killed just after its end-of-epoch save steps back to its previous copy.
+    first_epoch = resumed_epoch(backup_dir, at_most=smallest_value(strategy, resumed_epoch(backup_dir)))
 
     model, schedule_callbacks = compiled_model(spec, dataset, _pixel_stats(train_x), steps,
                                                strategy=strategy, precision=precision)
@@ -149,21 +152,21 @@ def _work_around_keras_multi_worker_bugs(model, one_hot_classes):
     keras_trainer.reduce_per_replica = reduce_per_replica
 
 
-def resumed_epoch(backup_dir):
+def resumed_epoch(backup_dir, at_most=None):
     """The epoch BackupAndRestore will resume at (0 without a backup), mending the backup first.
 
     A kill -9 can cut a backup file short. BackupAndRestore keeps the previous
     copy (double_checkpoint), so a half-written latest copy is replaced by the
-    previous one, as Keras itself does for weights; with no whole copy at all the
-    run starts over. Deciding it here keeps the input pipeline and the restored
-    weights at the same epoch.
+    previous one, as Keras itself does for weights; so is a latest copy past
+    `at_most`. With no usable copy at all the run starts over. Deciding it here
+    keeps the input pipeline and the restored weights at the same epoch.
     """
     backup = Path(backup_dir)
     latest = (backup / "training_metadata.json", backup / "latest.weights.h5")
     previous = tuple(path.with_name(path.name + ".bkp") for path in latest)
     for metadata, weights in (latest, previous):
         epoch = read_json(metadata, {}).get("epoch") if metadata.is_file() else None
-        if isinstance(epoch, int) and _readable_weights(weights):
+        if isinstance(epoch, int) and (at_most is None or epoch <= at_most) and _readable_weights(weights):
             if metadata != latest[0]:
                 for old, new in zip(previous, latest):
                     shutil.copyfile(old, new)

@@ -2,9 +2,11 @@
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 
@@ -22,32 +24,62 @@ def _free_ports(count):
     return ports
 
 
-def test_two_workers_train_in_lockstep_and_only_the_chief_writes_the_run(small_fashion, tmp_path):
-    import keras
-
+def _start_cluster(args, runs_dir):
+    """Both workers of a fresh two-worker cluster on 127.0.0.1, running `mnistcls train ARGS`."""
     workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
-    chief_runs = tmp_path / "runs"
     processes = []
     for index in range(2):
         env = {**os.environ, "TF_CONFIG": json.dumps(
             {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})}
         processes.append(subprocess.Popen(
-            [sys.executable, "-m", "mnistcls", "train", "-c", TINY_SPEC, "-d", str(small_fashion),
-             "--epochs", "2", "--runs-dir", str(chief_runs), "--json"],
+            [sys.executable, "-m", "mnistcls", "train", *args, "--runs-dir", str(runs_dir)],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    return processes
+
+
+def _finish(processes):
     outputs = [p.communicate(timeout=300)[0] for p in processes]
     assert [p.returncode for p in processes] == [0, 0], outputs
 
-    (chief,) = runs.all_runs(chief_runs)  # the other worker wrote nothing here
+
+def _assert_same_weights(chief, worker):
+    import keras
+
+    weights = [keras.models.load_model(r.path / "model.keras").get_weights() for r in (chief, worker)]
+    for a, b in zip(*weights):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_two_workers_train_in_lockstep_and_only_the_chief_writes_the_run(small_fashion, tmp_path):
+    _finish(_start_cluster(["-c", TINY_SPEC, "-d", str(small_fashion), "--epochs", "2"], tmp_path / "runs"))
+
+    (chief,) = runs.all_runs(tmp_path / "runs")  # the other worker wrote nothing here
     (worker,) = runs.all_runs(runs.worker_runs_dir(1))
     assert chief.id == worker.id and chief.status == worker.status == "finished"
     assert {"model.keras", "history.json", "metrics.json", "curves.png", "spec.yaml"} <= {
         p.name for p in chief.path.iterdir()}
     assert chief.info["device"].startswith("worker 0 of 2")
-    weights = [keras.models.load_model(r.path / "model.keras").get_weights() for r in (chief, worker)]
-    for a, b in zip(*weights):
-        np.testing.assert_array_equal(a, b)
+    _assert_same_weights(chief, worker)
     assert chief.metrics["test_accuracy"] == worker.metrics["test_accuracy"]
+
+
+def test_a_killed_cluster_resumes_on_every_worker(small_fashion, tmp_path):
+    processes = _start_cluster(["-c", TINY_SPEC, "-d", str(small_fashion), "--epochs", "30"], tmp_path / "runs")
+    deadline = time.monotonic() + 120
+    while not any(len(r.history) >= 3 for r in runs.all_runs(tmp_path / "runs")):
+        assert time.monotonic() < deadline and all(p.poll() is None for p in processes)
+        time.sleep(0.05)
+    for p in processes:
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+    (chief,) = runs.all_runs(tmp_path / "runs")
+    assert chief.status == "killed" and len(chief.history) < 30
+
+    _finish(_start_cluster(["--resume", chief.id], tmp_path / "runs"))
+    (worker,) = runs.all_runs(runs.worker_runs_dir(1))
+    assert chief.status == worker.status == "finished"
+    assert [row["epoch"] for row in chief.history] == list(range(1, 31))
+    _assert_same_weights(chief, worker)
 
 
 def test_a_malformed_tf_config_is_a_clear_error(small_fashion, tmp_path):
