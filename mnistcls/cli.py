@@ -157,11 +157,12 @@ def train(ctx, configs, datasets, epochs, batch_size, lr, seed, precision, overr
 
     if not configs and not resume:
         raise UsageError("give a spec with --config (e.g. --config cnn_relu.yaml), or --resume RUN")
-    if resume and (configs or datasets):
-        raise UsageError("--resume continues a run as it was planned: leave out --config and --dataset")
     shorthands = {"train.epochs": epochs, "train.batch_size": batch_size,
                   "train.optimizer.learning_rate": lr, "train.seed": seed, "train.precision": precision}
     overrides = [f"{k}={v}" for k, v in shorthands.items() if v is not None] + list(overrides)
+    if resume and (configs or datasets or overrides):
+        raise UsageError("--resume continues a run as it was planned: leave out --config, --dataset and "
+                         "every option that changes the spec")
     _tensorflow(ctx)
     results = jobs.train_all(configs, datasets, overrides, resume=resume, device=device, gpus=gpus,
                              runs_directory=runs_dir, data_dir=data_dir, offline=offline, quiet=as_json)
@@ -242,18 +243,11 @@ def data_show(dataset, split, count, seed, out, data_dir, offline):
     Example:
       mnistcls data show --dataset fashion --split test --count 36
     """
-    import numpy as np
+    from mnistcls import jobs
 
-    from mnistcls import data as datasets, plots
-
-    loaded = datasets.load(dataset, data_dir=data_dir, offline=offline, splits=(split,))
-    images, labels = (loaded.x_train, loaded.y_train) if split == "train" else (loaded.x_test, loaded.y_test)
-    picked = (np.random.default_rng(seed).choice(len(images), count, replace=False) if seed is not None
-              else np.arange(min(count, len(images))))
-    path = Path(out) if out else _new_file(f"{loaded.name}-{split}-samples.png")
-    plots.image_grid(images[picked], [loaded.class_names[labels[i]] for i in picked], path,
-                     title=f"{loaded.name}, {split} split: {len(picked)} images")
-    report.console.print(str(path))
+    path = jobs.show_samples(dataset, split, count, seed, data_dir=data_dir, offline=offline,
+                             path=Path(out) if out else None, new_file=_new_file)
+    report.console.print(str(path), markup=False)
 
 
 def _new_file(name):
@@ -393,13 +387,11 @@ def runs_show(ctx, reference, runs_dir, as_json):
     Example:
       mnistcls runs show 20261123-153000_cnn_relu_fashion
     """
-    import yaml
-
-    from mnistcls import runs
+    from mnistcls import runs, spec as specs
 
     run = runs.find(reference, _group_runs_dir(ctx, runs_dir))
     if as_json:
-        report.print_json({"info": {**run.info, "status": run.status}, "spec": yaml.safe_load(run.spec_text),
+        report.print_json({"info": {**run.info, "status": run.status}, "spec": specs.read_yaml(run.spec_text),
                            "history": run.history, "results": runs.describe(run)})
         return
     report.console.print(report.run_info_table(run))

@@ -26,6 +26,7 @@ TensorFlow is never imported here: downloads use the standard library.
 """
 
 import contextlib
+import difflib
 import enum
 import gzip
 import hashlib
@@ -46,7 +47,7 @@ from pathlib import Path
 import numpy as np
 import platformdirs
 
-from mnistcls.errors import DataError
+from mnistcls.errors import DataError, UsageError
 
 # --------------------------------------------------------------------------------------
 # Facts about the datasets
@@ -787,8 +788,10 @@ def _custom_folder(dataset) -> Path:
     folder = Path(dataset).expanduser()
     if folder.is_dir():
         return folder
-    raise DataError(
-        f"Unknown dataset '{dataset}': give one of {', '.join(DATASET_NAMES)}, or the path of a folder "
+    close = difflib.get_close_matches(str(dataset), DATASET_NAMES, n=1)
+    raise UsageError(
+        f"Unknown dataset '{dataset}'" + (f" (did you mean '{close[0]}'?)" if close else "")
+        + f": give one of {', '.join(DATASET_NAMES)}, or the path of a folder "
         f"holding the four IDX files ({', '.join(file.name for file in FILES)}, each may be .gz)."
     )
 

@@ -7,6 +7,8 @@ turn.
 """
 
 import itertools
+import json
+import shutil
 import sys
 import time
 from contextlib import nullcontext
@@ -34,12 +36,16 @@ def train_all(configs, datasets, overrides, *, resume=None, device="auto", gpus=
         runs_directory = runs.worker_runs_dir(placement.task_index)
     planned = [_resumed(resume, runs_directory)] if resume else plan(configs, datasets, overrides)
     loaded = _load_datasets({job.dataset for job in planned}, data_dir, offline, quiet)
+    from mnistcls import train  # imports TensorFlow
+
     problems = []
-    for job in planned:  # every shape checked before the first epoch
+    for job in planned:  # every shape and size checked before the first epoch
+        dataset = loaded[job.dataset]
         try:
-            build_model(job.spec, (*loaded[job.dataset].image_shape, 1), loaded[job.dataset].num_classes)
+            build_model(job.spec, (*dataset.image_shape, 1), dataset.num_classes)
+            train.check_sizes(job.spec, len(dataset.x_train))
         except SpecError as err:
-            problems += err.problems
+            problems += [p for p in err.problems if p not in problems]
     if problems:
         raise SpecError(problems)
     runtime.enable_determinism()
@@ -57,7 +63,7 @@ def plan(configs, datasets, overrides):
     for config in configs:
         for combination in itertools.product(*alternatives):
             for dataset in datasets or [None]:
-                extra = [f"data.dataset={dataset}"] if dataset else []
+                extra = [f"data.dataset={json.dumps(_dataset_name(dataset))}"] if dataset else []
                 try:
                     spec = specs.load_spec(config, [*combination, *extra])
                 except SpecError as err:
@@ -71,9 +77,16 @@ def plan(configs, datasets, overrides):
     return jobs
 
 
+def _dataset_name(dataset):
+    """A built-in dataset's name, or a folder's absolute path (so that the run can be found from anywhere)."""
+    if dataset in data.DATASET_NAMES or not Path(dataset).is_dir():
+        return dataset
+    return str(Path(dataset).resolve())
+
+
 def _resumed(reference, runs_directory):
     run = runs.find(reference, runs_directory)
-    runs.resume(run)
+    runs.check_resumable(run)
     spec = specs.parse_spec(run.spec_text, str(run.path / "spec.yaml"))
     return Job(spec, run.info["dataset"], run.info.get("sweep", {}), run)
 
@@ -88,7 +101,11 @@ def _train_one(job, dataset, placement, runs_directory, quiet):
     from mnistcls import train  # imports TensorFlow: only when a run is about to start
 
     spec = job.spec
-    precision = runtime.choose_precision(spec.train.precision, placement.on_gpu)
+    if job.run:  # a resumed run keeps the precision it started with, wherever it continues
+        precision = job.run.info.get("precision") or runtime.choose_precision(spec.train.precision, placement.on_gpu)
+        runs.resume(job.run)
+    else:
+        precision = runtime.choose_precision(spec.train.precision, placement.on_gpu)
     run = job.run or runs.create(runs_directory, spec, job.dataset, {
         "sweep": job.sweep, "device": placement.description,
         "replicas": placement.strategy.num_replicas_in_sync,
@@ -108,6 +125,7 @@ def _train_one(job, dataset, placement, runs_directory, quiet):
         run.update(status="failed", error=f"{type(err).__name__}: {err}")
         raise
     runs.finish(run, result.to_dict())
+    shutil.rmtree(run.path / "backup", ignore_errors=True)  # only an unfinished run needs it
     plots.learning_curves({run.id: run.curves}, run.path / "curves.png", title=f"{spec.name} on {dataset.name}")
     row = {"run": run.id, "config": spec.name, "dataset": dataset.name, "sweep": job.sweep, **result.to_dict()}
     if not quiet:
@@ -293,4 +311,21 @@ def bench_all(configs, overrides, *, device="auto", steps=64):
         precision = runtime.choose_precision(spec.train.precision, placement.on_gpu)
         speeds.append(bench.measure(spec, strategy=placement.strategy, precision=precision, steps=steps))
     return speeds, placement.description
+
+
+# --- data show --------------------------------------------------------------------------
+
+def show_samples(dataset, split, count, seed, *, data_dir=None, offline=None, path=None, new_file):
+    """Draw `count` images of a split (the first ones, or a random sample with `seed`), titled with
+    their class names; return the PNG's path (`path`, else `new_file(default name)`)."""
+    import numpy as np
+
+    loaded = data.load(dataset, data_dir=data_dir, offline=offline, splits=(split,))
+    images, labels = (loaded.x_train, loaded.y_train) if split == "train" else (loaded.x_test, loaded.y_test)
+    count = min(count, len(images))
+    picked = (np.random.default_rng(seed).choice(len(images), count, replace=False) if seed is not None
+              else np.arange(count))
+    path = path or new_file(f"{loaded.name}-{split}-samples.png")
+    return plots.image_grid(images[picked], [loaded.class_names[labels[i]] for i in picked], path,
+                            title=f"{loaded.name}, {split} split: {len(picked)} images")
 

@@ -82,7 +82,8 @@ def resolve(name):
     """Return (keras class, LayerType) for a spec layer name, or None if unknown."""
     import keras
 
-    layer_type = LAYERS.get(name) or LayerType(name)
+    # A Keras class name shares its short name's entry: `Dense` is checked like `dense`.
+    layer_type = LAYERS.get(name) or next((t for t in LAYERS.values() if t.keras_class == name), LayerType(name))
     if layer_type.keras_class in FORBIDDEN:
         return None
     cls = getattr(keras.layers, layer_type.keras_class, None)

@@ -8,6 +8,7 @@ import json
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.syntax import Syntax
 from rich.table import Table
@@ -47,7 +48,8 @@ def print_json(data):
 
 
 def error(message):
-    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    # Messages quote paths and spec text: square brackets in them are not rich markup.
+    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
 
 
 # --- summary -----------------------------------------------------------------------

@@ -24,6 +24,7 @@ from pathlib import Path
 import yaml
 
 from mnistcls.errors import UsageError
+from mnistcls.spec import read_yaml
 from mnistcls.files import read_json, write_json, write_text
 
 STATUSES = ("running", "finished", "interrupted", "failed", "killed")
@@ -120,11 +121,18 @@ def worker_runs_dir(task_index):
 
 def resume(run):
     """Mark an unfinished run as running again in this process."""
+    check_resumable(run)
+    run.update(status="running", **_process())
+
+
+def check_resumable(run):
+    """Raise UsageError unless `run` is unfinished and not running."""
+    if not (run.path / "spec.yaml").is_file():
+        raise UsageError(f"run {run.id} has no spec.yaml: it cannot be resumed")
     if run.status == "finished":
         raise UsageError(f"run {run.id} has already finished; there is nothing to resume")
     if run.status == "running":
         raise UsageError(f"run {run.id} is still running (process {run.info.get('pid')})")
-    run.update(status="running", **_process())
 
 
 def finish(run, metrics):
@@ -241,6 +249,6 @@ def listing(directory=None, *, dataset=None, config=None, order="started"):
 
 def _planned_epochs(run):
     try:
-        return yaml.safe_load(run.spec_text)["train"]["epochs"]
+        return read_yaml(run.spec_text)["train"]["epochs"]
     except (OSError, yaml.YAMLError, KeyError, TypeError):
         return None

@@ -16,6 +16,8 @@ with its file, line and field path. Shapes are checked later, when `build` lays
 the layers out (a shape can only be known once every argument is valid).
 """
 
+import math
+import re
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 
@@ -24,7 +26,10 @@ import yaml
 from mnistcls import layers
 from mnistcls.errors import Problem, SpecError, UsageError
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+# Bundled specs: inside the package once installed, at the top of a source checkout.
+_PACKAGE = Path(__file__).resolve().parent
+CONFIG_DIR = next((d for d in (_PACKAGE / "configs", _PACKAGE.parent / "configs") if d.is_dir()),
+                  _PACKAGE / "configs")
 
 # Keras optimizer classes by spec name; their options are checked against Keras' signature.
 OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop"}
@@ -63,7 +68,7 @@ def _int(value, low):
 
 
 def _number(value, low=None, high=None, low_open=False, high_open=False):
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
         return f"must be a number, got {value!r}"
     below = low is not None and (value <= low if low_open else value < low)
     above = high is not None and (value >= high if high_open else value > high)
@@ -257,9 +262,24 @@ def split_sweep(override):
 
 # --- YAML with line numbers -------------------------------------------------------
 
+class SpecLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading numbers as YAML 1.2 does: `1e-4` is a float, not a string."""
+
+
+SpecLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^[-+]?(?:[0-9][0-9_]*\.?[0-9_]*|\.[0-9_]+)(?:[eE][-+]?[0-9]+)$"""),
+    list("-+0123456789."))
+
+
+def read_yaml(text):
+    """Plain data from YAML text, with the spec's number rules (for `--set` values and run records)."""
+    return yaml.load(text, Loader=SpecLoader)
+
+
 def _read_yaml(text, source, origins):
     """Parse YAML safely, recording each field path's line in `origins`."""
-    loader = yaml.SafeLoader(text)
+    loader = SpecLoader(text)
     try:
         node = loader.get_single_node()
         return None if node is None else _construct(loader, node, "", origins, source)
@@ -283,6 +303,9 @@ def _construct(loader, node, path, origins, source):
         for key_node, value_node in node.value:
             key = loader.construct_object(key_node, deep=True)
             child = f"{path}.{key}" if path else str(key)
+            if not isinstance(key, str):
+                raise SpecError([Problem(source, key_node.start_mark.line + 1, child,
+                                         "field names must be words, e.g. `units: 10`")])
             if key in out:
                 raise SpecError([Problem(source, key_node.start_mark.line + 1, child, "duplicate key")])
             out[key] = _construct(loader, value_node, child, origins, source)
@@ -361,14 +384,22 @@ def _check_model(raw_model, source, origins, problems):
     return model
 
 
+# Layers that pass values through at inference: they do not change what the output is.
+PASS_THROUGH = {"dropout", "flatten", "Dropout", "Flatten", "Identity", "Reshape", "SpatialDropout2D",
+                "GaussianNoise", "GaussianDropout", "AlphaDropout", "ActivityRegularization"}
+
+
 def output_activation(model):
-    """'softmax' when the last layer yields probabilities, else None (logits)."""
-    last = model[-1] if model else None
-    if last is None:
+    """'softmax' when the model's output is probabilities, else None (logits).
+
+    Decided by the last layer that is not a pass-through one: its `activation`
+    argument, or a Softmax layer.
+    """
+    acting = [layer for layer in model if layer.type not in PASS_THROUGH]
+    if not acting:
         return None
-    if last.type in ("activation", "Activation", "dense", "Dense", "conv2d", "Conv2D"):
-        return "softmax" if last.args.get("activation") == "softmax" else None
-    return "softmax" if last.type == "Softmax" else None
+    last = acting[-1]
+    return "softmax" if last.type == "Softmax" or last.args.get("activation") == "softmax" else None
 
 
 # --- overrides ---------------------------------------------------------------------
@@ -381,7 +412,7 @@ def _apply_override(raw, text, origins, problems):
         problems.append(Problem(where, None, "", "expected KEY=VALUE, e.g. --set train.epochs=3"))
         return
     try:
-        value = yaml.safe_load(value_text)
+        value = read_yaml(value_text)
     except yaml.YAMLError:
         value = value_text
     parts = key.split(".")

@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from mnistcls.build import build_model, summarize
+from mnistcls.errors import SpecError
 from mnistcls.runtime import smallest_value
 from mnistcls.files import atomic_path, read_json, write_json, write_text
 from mnistcls.spec import OPTIMIZERS
@@ -71,22 +72,30 @@ def fit(spec, dataset, run_dir, *, strategy, precision, progress=None):
     # killed just after its end-of-epoch save steps back to its previous copy.
     first_epoch = resumed_epoch(backup_dir, at_most=smallest_value(strategy, resumed_epoch(backup_dir)))
 
-    model, schedule_callbacks = compiled_model(spec, dataset, _pixel_stats(train_x), steps,
-                                               strategy=strategy, precision=precision)
+    pixel_stats = _pixel_stats(train_x) if spec.data.preprocess == "standardize" else (0.0, 1.0)
+    model, schedule_callbacks = compiled_model(spec, dataset, pixel_stats, steps, strategy=strategy,
+                                               precision=precision)
     one_hot = spec.train.loss == "categorical_crossentropy"
     train_data = training_batches(train_x, train_y, spec.train.batch_size, spec.train.seed, first_epoch,
                                    spec.train.epochs, dataset.num_classes, one_hot)
     val_data = batches(val_x, val_y, EVAL_BATCH_SIZE, dataset.num_classes, one_hot)
 
-    recorder = EpochRecorder(run_dir, first_epoch)
-    saving = SavingSection()
-    callbacks = [saving.opener, recorder, keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True),
-                 saving.closer, *schedule_callbacks,
-                 keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False)]
+    # Callbacks run in this order at the end of an epoch: the schedule's and early
+    # stopping's decisions first, so that the files written last (history, model,
+    # backup; kept whole by SavingSection) hold the state after them.
+    callbacks = [RandomnessPerEpoch(spec.train.seed), *schedule_callbacks]
     if spec.train.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(**spec.train.early_stopping))
+    callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False))
     if progress is not None:
         callbacks.append(ProgressEvents(progress, spec.train.epochs, steps))
+    recorder = EpochRecorder(run_dir, first_epoch)
+    saving = SavingSection()
+    # The backup outlives fit (delete_checkpoint=False): a run stopped between the last
+    # epoch and its final record must still resume, not start over. The caller removes it.
+    callbacks += [saving.opener, recorder,
+                  keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True, delete_checkpoint=False),
+                  saving.closer]
 
     with saving:
         model.fit(train_data, epochs=spec.train.epochs, initial_epoch=first_epoch, steps_per_epoch=steps,
@@ -219,6 +228,25 @@ class EpochRecorder(keras.callbacks.Callback):
         _write_csv(self.run_dir / "history.csv", self.history)
 
 
+class RandomnessPerEpoch(keras.callbacks.Callback):
+    """Sets the random state of dropout and augmentation layers from (seed, epoch) as each epoch starts.
+
+    Keras' backup does not keep these states, so without this a resumed run would
+    draw other dropout masks and augmentations than an uninterrupted one.
+    """
+
+    def __init__(self, seed):
+        super().__init__()
+        self.seed = seed
+
+    def on_epoch_begin(self, epoch, logs=None):
+        generators = [g for layer in self.model.layers for g in getattr(layer, "_seed_generators", [])]
+        for index, generator in enumerate(generators):
+            # [seed, counter]: a stream of its own per generator, and per epoch far apart.
+            state = [self.seed * 7919 + index, epoch * 2**24]
+            generator.state.assign(keras.ops.convert_to_tensor(state, dtype=generator.state.dtype))
+
+
 class SavingSection:
     """Holds Ctrl-C back while an epoch's files are written, so history, model and backup agree.
 
@@ -287,12 +315,30 @@ class ProgressEvents(keras.callbacks.Callback):
 
 # --- pieces of fit ---------------------------------------------------------------
 
+def check_sizes(spec, train_count):
+    """Raise SpecError unless the spec's batch size and validation split fit `train_count` images."""
+    held = _held_out(spec.train, train_count)
+    problems = []
+    if spec.train.validation != "test" and held == 0:
+        problems.append(spec.problem("train.validation", f"holds out no image of the {train_count:,}: "
+                                     "use a larger fraction, or 'test'"))
+    if (train_count - held) // spec.train.batch_size == 0:
+        problems.append(spec.problem("train.batch_size", f"{spec.train.batch_size} is more than the "
+                                     f"{train_count - held:,} training images: not one batch per epoch"))
+    if problems:
+        raise SpecError(problems)
+
+
+def _held_out(train_spec, train_count):
+    return 0 if train_spec.validation == "test" else int(round(train_spec.validation * train_count))
+
+
 def _split(dataset, train_spec):
     """(train_x, train_y, val_x, val_y): the test set, or a seeded held-out fraction."""
     if train_spec.validation == "test":
         return dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test
     order = np.random.default_rng(train_spec.seed).permutation(len(dataset.x_train))
-    held = int(round(train_spec.validation * len(order)))
+    held = _held_out(train_spec, len(order))
     val, train = np.sort(order[:held]), np.sort(order[held:])
     return dataset.x_train[train], dataset.y_train[train], dataset.x_train[val], dataset.y_train[val]
 

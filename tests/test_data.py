@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from mnistcls import data
-from mnistcls.errors import DataError
+from mnistcls.errors import DataError, UsageError
 
 FASHION_CLASSES = [
     "T-shirt/top",
@@ -187,9 +187,11 @@ def test_custom_dataset_missing_file(tmp_path):
         data.load(str(tmp_path / "own"))
 
 
-def test_unknown_dataset_name():
-    with pytest.raises(DataError, match=r"Unknown dataset 'digits'.*mnist, fashion"):
+def test_unknown_dataset_name_is_a_usage_error_with_a_suggestion():
+    with pytest.raises(UsageError, match=r"Unknown dataset 'digits'.*mnist, fashion"):
         data.load("digits")
+    with pytest.raises(UsageError, match=r"Unknown dataset 'fashon' \(did you mean 'fashion'\?\)"):
+        data.load("fashon")
 
 
 # --------------------------------------------------------------------------------------

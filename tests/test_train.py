@@ -153,3 +153,33 @@ def test_the_fast_config_learns_fashion_in_a_few_steps(fashion_system_dir, tmp_p
     (result,) = train("-c", "fast_fashion.yaml", "--epochs", "1", runs_dir=tmp_path)
     assert result["dataset"] == "fashion" and result["epochs_run"] == 1
     assert result["test_accuracy"] > 0.85
+
+
+@pytest.mark.parametrize("schedule, expected", [
+    ("{name: constant}", [0.1, 0.1, 0.1]),
+    ("{name: step, every_epochs: 2, factor: 0.5}", [0.1, 0.1, 0.05]),  # epochs 0, 1, 2 (10 steps each)
+    ("{name: exponential, factor: 0.5}", [0.1, 0.05, 0.025]),
+    ("{name: cosine, warmup_epochs: 1}", [0.0, 0.1, 0.05]),  # warm-up, peak, half-way down 2 epochs
+    ("{name: inverse_time, decay: 0.1}", [0.1, 0.05, 0.1 / 3]),
+])
+def test_each_schedule_gives_the_learning_rate_it_documents(schedule, expected):
+    from mnistcls import spec as specs, train as training
+
+    assert set(training._SCHEDULES) == set(specs.SCHEDULES)
+    spec = specs.load_spec(TINY_SPEC, ["train.optimizer.learning_rate=0.1", "train.epochs=3",
+                                       f"train.schedule={schedule}"])
+    rate, extra_callbacks = training._learning_rate(spec.train, steps_per_epoch=10)
+    at = [float(rate(step)) if callable(rate) else rate for step in (0, 10, 20)]
+    assert at == pytest.approx(expected, rel=1e-5) and extra_callbacks == []
+
+
+def test_the_plateau_schedule_is_keras_reduce_on_plateau():
+    import keras
+
+    from mnistcls import spec as specs, train as training
+
+    spec = specs.load_spec(TINY_SPEC, ["train.schedule={name: plateau, factor: 0.2, patience: 4}"])
+    rate, (callback,) = training._learning_rate(spec.train, steps_per_epoch=10)
+    assert rate == spec.train.optimizer.learning_rate
+    assert isinstance(callback, keras.callbacks.ReduceLROnPlateau)
+    assert (callback.factor, callback.patience, callback.monitor) == (0.2, 4, "val_loss")
