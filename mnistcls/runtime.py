@@ -150,8 +150,8 @@ def choose_precision(requested, on_gpu):
     """The Keras dtype policy for `precision: auto|...`: what the hardware does well.
 
     On GPUs, float16 with loss scaling; on CPUs with bfloat16 instructions
-    (AVX512-BF16, AMX), bfloat16, about twice as fast as float32 there with the same
-    accuracy; otherwise float32.
+    (AVX512-BF16, AMX), bfloat16, two to three times as fast as float32 there with
+    the same accuracy; otherwise float32.
     """
     if requested != "auto":
         return requested

@@ -13,7 +13,7 @@ from mnistcls.errors import SpecError
 
 BROKEN = sorted((Path(__file__).parent / "specs" / "broken").glob("*.yaml"))
 
-# Parameter counts of STUDY.md (total, trainable, non-trainable).
+# Parameter counts of the study the seeds describe (../shared/seeds/STUDY.md): total, trainable, non-trainable.
 STUDY_PARAMS = {
     "a1_linear": (7_850, 7_850, 0),
     "a2_hidden128": (101_770, 101_770, 0),
