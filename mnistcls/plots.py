@@ -10,7 +10,6 @@ is needed, so this works the same on a headless server.
 """
 
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from mnistcls.errors import MnistclsError
+from mnistcls.files import atomic_path
 
 DPI = 120
 WRONG_COLOUR = "tab:red"
@@ -57,14 +57,10 @@ def _save(fig, path):
         MnistclsError: the file cannot be written.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        try:
+        with atomic_path(path) as tmp:
             fig.savefig(tmp, format="png")
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)  # only still there if something failed
     except OSError as exc:
         raise MnistclsError(
             f"cannot write the picture {path}: {exc.strerror or exc}; choose a folder you can write to"

@@ -27,8 +27,6 @@ from mnistcls.errors import UsageError
 from mnistcls.spec import read_yaml
 from mnistcls.files import read_json, write_json, write_text
 
-STATUSES = ("running", "finished", "interrupted", "failed", "killed")
-
 
 def runs_dir(path=None):
     """The runs directory: `--runs-dir`, else $MNISTCLS_RUNS_DIR, else ./runs."""
@@ -45,7 +43,8 @@ class Run:
 
     @property
     def info(self):
-        return read_json(self.path / "run.json", {})
+        info = read_json(self.path / "run.json", {})
+        return info if isinstance(info, dict) else {}
 
     @property
     def metrics(self):
@@ -63,7 +62,11 @@ class Run:
 
     @property
     def spec_text(self):
-        return (self.path / "spec.yaml").read_text(encoding="utf-8")
+        try:
+            return (self.path / "spec.yaml").read_text(encoding="utf-8")
+        except OSError as err:
+            raise UsageError(f"run {self.id}: cannot read its spec.yaml ({err.strerror}); "
+                             "the run folder is damaged") from None
 
     @property
     def status(self):
@@ -163,12 +166,6 @@ def find(reference, directory=None):
             f"; `mnistcls runs` lists the {len(runs)} there" if runs else " (it holds no runs yet)"))
     raise UsageError(f"'{reference}' matches {len(matches)} runs in {where}: "
                      + ", ".join(r.id for r in matches[:5]) + "; give more of the id")
-
-
-def latest(dataset, directory=None):
-    """The most recent run trained on `dataset`, or None."""
-    runs = [r for r in all_runs(directory) if r.info.get("dataset") == dataset]
-    return runs[-1] if runs else None
 
 
 def _process():

@@ -44,6 +44,7 @@ SCHEDULES = {
     "plateau": ("factor", "patience", "min_lr"),  # ReduceLROnPlateau on val_loss
 }
 
+MONITORED = ("val_loss", "val_accuracy", "loss", "accuracy")  # what training logs each epoch
 LOSSES = ("categorical_crossentropy", "sparse_categorical_crossentropy")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 PREPROCESSING = ("scale", "standardize")
@@ -95,6 +96,12 @@ def _early_stopping(value):
         return "must be null or a mapping such as {patience: 3, restore_best_weights: true}"
     messages = [f"{arg}: {msg}" if arg else msg
                 for arg, msg in layers.check_arguments(keras.callbacks.EarlyStopping, value)]
+    monitor = value.get("monitor", "val_loss")
+    if monitor not in MONITORED:
+        messages.append(f"monitor: must be one of {', '.join(MONITORED)}, got {monitor!r}")
+    baseline = value.get("baseline")
+    if baseline is not None and _number(baseline):
+        messages.append(f"baseline: {_number(baseline)}")
     return "; ".join(messages) or None
 
 
@@ -509,6 +516,11 @@ def _check_optimizer(optimizer, options, path, problem):
     cls = getattr(keras.optimizers, OPTIMIZERS[optimizer.name])
     for arg, message in layers.check_arguments(cls, options):
         problem(f"{path}.{arg}" if arg else path, message)
+    # Options whose Keras default is None (clipnorm, clipvalue, ...) are numbers too.
+    unset = {name for name, p in layers.signature_parameters(cls).items() if p.default is None and name != "name"}
+    for arg in unset & set(options):
+        if options[arg] is not None and _number(options[arg]):
+            problem(f"{path}.{arg}", _number(options[arg]))
 
 
 def _check_schedule(schedule, raw, path, problem):

@@ -122,3 +122,11 @@ def test_standardize_is_a_weightless_step_using_the_training_statistics():
     assert step.count_params() == 0
     out = np.asarray(step(np.array([[0, 255]], dtype="uint8")))
     np.testing.assert_allclose(out, [[-0.1307 / 0.3081, (1 - 0.1307) / 0.3081]], rtol=1e-5)
+
+
+def test_numbers_in_exponent_form_are_numbers_in_files_and_overrides():
+    spec = specs.parse_spec("model: [flatten, {dense: {units: 10, activation: softmax}}]\n"
+                            "train: {optimizer: {name: adam, learning_rate: 1e-3}}\n", "e.yaml",
+                            ["train.schedule={name: inverse_time, decay: 1e-6}"])
+    assert spec.train.optimizer.learning_rate == 0.001 and spec.train.schedule.decay == 1e-6
+    assert specs.load_spec("cnn_relu.yaml", ["train.optimizer.learning_rate=1e-4"]).train.optimizer.learning_rate == 1e-4

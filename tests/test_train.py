@@ -183,3 +183,10 @@ def test_the_plateau_schedule_is_keras_reduce_on_plateau():
     assert rate == spec.train.optimizer.learning_rate
     assert isinstance(callback, keras.callbacks.ReduceLROnPlateau)
     assert (callback.factor, callback.patience, callback.monitor) == (0.2, 4, "val_loss")
+
+
+def test_a_batch_larger_than_the_training_set_is_a_spec_problem_before_any_run(small_fashion, tmp_path):
+    result = CliRunner().invoke(cli, ["train", "-c", TINY_SPEC, "-d", str(small_fashion), "--batch-size", "5000",
+                                      "--runs-dir", str(tmp_path)])
+    assert result.exit_code == 2 and "train.batch_size: 5000 is more than the 600 training images" in result.output
+    assert runs.all_runs(tmp_path) == []
