@@ -33,11 +33,14 @@ class Speed:
         return {**asdict(self), "seconds_per_epoch": self.seconds_per_epoch}
 
 
-def measure(spec, *, strategy, precision, steps=64, warmup_steps=16):
-    """Time `steps` training steps (after `warmup_steps` to build and trace) and an evaluation pass."""
+WARMUP_STEPS = 16  # enough to build and trace the training step before timing it
+
+
+def measure(spec, *, strategy, precision, steps):
+    """Time `steps` training steps (after WARMUP_STEPS) and an evaluation pass."""
     batch = spec.train.batch_size
     rng = np.random.default_rng(0)
-    count = batch * (steps + warmup_steps)
+    count = batch * (steps + WARMUP_STEPS)
     stand_in = Dataset(name="random", class_names=[str(i) for i in range(10)],
                        x_train=rng.integers(0, 256, (count, 28, 28), dtype=np.uint8),
                        y_train=rng.integers(0, 10, count, dtype=np.uint8),
@@ -51,7 +54,7 @@ def measure(spec, *, strategy, precision, steps=64, warmup_steps=16):
         return train.training_batches(stand_in.x_train[:n * batch], stand_in.y_train[:n * batch], batch,
                                       spec.train.seed, 0, 1, 10, one_hot)
 
-    model.fit(batches(warmup_steps), steps_per_epoch=warmup_steps, shuffle=False, verbose=0)
+    model.fit(batches(WARMUP_STEPS), steps_per_epoch=WARMUP_STEPS, shuffle=False, verbose=0)
     started = time.perf_counter()
     model.fit(batches(steps), steps_per_epoch=steps, shuffle=False, verbose=0)
     train_seconds = time.perf_counter() - started

@@ -301,7 +301,7 @@ def _class_names(run, count):
 
 # --- bench ------------------------------------------------------------------------------
 
-def bench_all(configs, overrides, *, device="auto", steps=64):
+def bench_all(configs, overrides, *, device, steps):
     """(one bench.Speed per config, words for the device) for `mnistcls bench`."""
     from mnistcls import bench  # imports TensorFlow
 

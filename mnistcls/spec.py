@@ -524,7 +524,9 @@ def _check_optimizer(optimizer, options, path, problem):
 
 
 def _check_schedule(schedule, raw, path, problem):
-    used = SCHEDULES.get(schedule.name, ())
+    if schedule.name not in SCHEDULES:
+        return  # the name itself is reported; which fields it reads is unknown
+    used = SCHEDULES[schedule.name]
     for key in raw:
         if key != "name" and key in {f.name for f in fields(ScheduleSpec)} and key not in used:
             problem(f"{path}.{key}", f"not used by the '{schedule.name}' schedule"
