@@ -106,12 +106,10 @@ def summary(ctx, configs, overrides, as_json):
       mnistcls summary --config cnn_relu.yaml --config cnn_sigmoid_bn.yaml
       mnistcls summary --config a3_width.yaml --set model.1.units=317 --json
     """
-    from mnistcls import build, spec as specs
+    from mnistcls import jobs
 
     _tensorflow(ctx)  # checking a spec's layers against Keras' signatures imports Keras
-    paths = configs or [str(p) for p in specs.bundled_configs()]
-    loaded = [specs.load_spec(path, overrides) for path in paths]
-    summaries = [build.summarize(build.build_model(s), s.name, s.description) for s in loaded]
+    summaries = jobs.summarize_specs(configs, overrides)
     if as_json:
         report.print_json([s.to_dict() for s in summaries])
     elif configs:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mnistcls import data, images, plots, report, runs, runtime, spec as specs
-from mnistcls.build import build_model
+from mnistcls.build import build_model, summarize
 from mnistcls.errors import DataError, Interrupted, SpecError, UsageError
 
 
@@ -26,6 +26,24 @@ class Job:
     dataset: str  # as the user named it: mnist, fashion, or a folder
     sweep: dict = field(default_factory=dict)  # swept field -> this run's value
     run: object = None  # set when resuming
+
+
+def summarize_specs(configs, overrides):
+    """A build.ModelSummary per spec (every bundled config when `configs` is empty).
+
+    Every spec is checked before any is reported: one SpecError lists the problems of all.
+    """
+    paths = configs or [str(p) for p in specs.bundled_configs()]
+    summaries, problems = [], []
+    for path in paths:
+        try:
+            spec = specs.load_spec(path, overrides)
+            summaries.append(summarize(build_model(spec), spec.name, spec.description))
+        except SpecError as err:
+            problems += err.problems
+    if problems:
+        raise SpecError(problems)
+    return summaries
 
 
 def train_all(configs, datasets, overrides, *, resume=None, device="auto", gpus=None, runs_directory=None,

@@ -130,3 +130,10 @@ def test_numbers_in_exponent_form_are_numbers_in_files_and_overrides():
                             ["train.schedule={name: inverse_time, decay: 1e-6}"])
     assert spec.train.optimizer.learning_rate == 0.001 and spec.train.schedule.decay == 1e-6
     assert specs.load_spec("cnn_relu.yaml", ["train.optimizer.learning_rate=1e-4"]).train.optimizer.learning_rate == 1e-4
+
+
+def test_summary_of_several_specs_reports_the_problems_of_all_of_them():
+    paths = [str(BROKEN[0].parent / name) for name in ("unknown_layer.yaml", "dropout_rate.yaml")]
+    result = CliRunner().invoke(cli, ["summary", "-c", paths[0], "-c", paths[1]])
+    assert result.exit_code == 2
+    assert all(f"{path}:" in result.output for path in paths)
