@@ -132,12 +132,14 @@ def summary(ctx, configs, overrides, as_json):
 @device_option
 @click.option("--gpus", type=click.IntRange(1), help="Train on this many GPUs (MirroredStrategy); default all.")
 @click.option("--resume", metavar="RUN", help="Continue an interrupted run to its planned epochs.")
+@click.option("--restart", is_flag=True,
+              help="With --resume: discard the epochs the run holds and train it again from the first.")
 @runs_dir_option
 @data_options
 @json_option
 @click.pass_context
 def train(ctx, configs, datasets, epochs, batch_size, lr, seed, precision, overrides, device, gpus, resume,
-          runs_dir, data_dir, offline, as_json):
+          restart, runs_dir, data_dir, offline, as_json):
     """Train models from specs, recording each run in its own folder.
 
     Several --config and --dataset values train every combination; a --set with
@@ -150,11 +152,14 @@ def train(ctx, configs, datasets, epochs, batch_size, lr, seed, precision, overr
       mnistcls train -c cnn_relu.yaml -c cnn_sigmoid.yaml -d mnist -d fashion --epochs 5
       mnistcls train -c a3_width.yaml --set model.1.units=10,32,100,317,1000
       mnistcls train --resume 20261123-153000_cnn_relu_fashion
+      mnistcls train --resume 20261123-153000_cnn_relu_fashion --restart
     """
     from mnistcls import jobs
 
     if not configs and not resume:
         raise UsageError("give a spec with --config (e.g. --config cnn_relu.yaml), or --resume RUN")
+    if restart and not resume:
+        raise UsageError("--restart trains a run again from its first epoch: name the run with --resume RUN")
     shorthands = {"train.epochs": epochs, "train.batch_size": batch_size,
                   "train.optimizer.learning_rate": lr, "train.seed": seed, "train.precision": precision}
     overrides = [f"{k}={v}" for k, v in shorthands.items() if v is not None] + list(overrides)
@@ -162,8 +167,8 @@ def train(ctx, configs, datasets, epochs, batch_size, lr, seed, precision, overr
         raise UsageError("--resume continues a run as it was planned: leave out --config, --dataset and "
                          "every option that changes the spec")
     _tensorflow(ctx)
-    results = jobs.train_all(configs, datasets, overrides, resume=resume, device=device, gpus=gpus,
-                             runs_directory=runs_dir, data_dir=data_dir, offline=offline, quiet=as_json)
+    results = jobs.train_all(configs, datasets, overrides, resume=resume, restart=restart, device=device,
+                             gpus=gpus, runs_directory=runs_dir, data_dir=data_dir, offline=offline, quiet=as_json)
     if as_json:
         report.print_json(results)
     elif len(results) > 1:

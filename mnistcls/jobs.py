@@ -15,7 +15,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mnistcls import data, images, plots, report, runs, runtime, spec as specs
+from mnistcls import data, images, keras_compat, plots, report, runs, runtime, spec as specs
 from mnistcls.build import build_model, summarize
 from mnistcls.errors import DataError, Interrupted, SpecError, UsageError
 
@@ -46,9 +46,11 @@ def summarize_specs(configs, overrides):
     return summaries
 
 
-def train_all(configs, datasets, overrides, *, resume=None, device="auto", gpus=None, runs_directory=None,
+def train_all(configs, datasets, overrides, *, resume=None, restart=False, device="auto", gpus=None, runs_directory=None,
               data_dir=None, offline=None, quiet=False):
-    """Train every planned run; return one result dict per run."""
+    """Train every planned run (or resume the run `resume`, from its first epoch with `restart`);
+    return one result dict per run."""
+    keras_compat.check_keras_version()  # before any run folder is made
     placement = runtime.select_strategy(device, gpus)
     if not placement.is_chief:
         runs_directory = runs.worker_runs_dir(placement.task_index)
@@ -69,7 +71,7 @@ def train_all(configs, datasets, overrides, *, resume=None, device="auto", gpus=
     runtime.enable_determinism()
     if not quiet:
         report.console.print(f"Training on {placement.description}")
-    return [_train_one(job, loaded[job.dataset], placement, runs_directory, quiet)
+    return [_train_one(job, loaded[job.dataset], placement, runs_directory, quiet, restart)
             for job in planned]
 
 
@@ -115,7 +117,7 @@ def _load_datasets(names, data_dir, offline, quiet, splits=data.SPLITS):
                 for name in names}
 
 
-def _train_one(job, dataset, placement, runs_directory, quiet):
+def _train_one(job, dataset, placement, runs_directory, quiet, restart):
     from mnistcls import train  # imports TensorFlow: only when a run is about to start
 
     spec = job.spec
@@ -134,7 +136,7 @@ def _train_one(job, dataset, placement, runs_directory, quiet):
     try:
         with nullcontext() if quiet else report.TrainingProgress(title) as progress:
             _, result = train.fit(spec, dataset, run.path, strategy=placement.strategy, precision=precision,
-                                  progress=progress)
+                                  progress=progress, restart=restart)
     except KeyboardInterrupt:
         run.update(status="interrupted")
         raise Interrupted(f"interrupted: {run.path} keeps the last completed epoch; "
@@ -143,7 +145,7 @@ def _train_one(job, dataset, placement, runs_directory, quiet):
         run.update(status="failed", error=f"{type(err).__name__}: {err}")
         raise
     runs.finish(run, result.to_dict())
-    shutil.rmtree(run.path / "backup", ignore_errors=True)  # only an unfinished run needs it
+    shutil.rmtree(run.path / "backup", ignore_errors=True)  # only a cluster's unfinished run needs it
     plots.learning_curves({run.id: run.curves}, run.path / "curves.png", title=f"{spec.name} on {dataset.name}")
     row = {"run": run.id, "config": spec.name, "dataset": dataset.name, "sweep": job.sweep, **result.to_dict()}
     if not quiet:

@@ -1,7 +1,7 @@
 """Training: a validated spec and in-memory data in, a trained model and its history out.
 
 Everything around the loop is a Keras callback plugged into `fit`: resuming
-(BackupAndRestore), early stopping, the learning-rate plateau rule, TensorBoard,
+(from the model saved after each epoch), early stopping, the learning-rate plateau rule, TensorBoard,
 and the two of our own below (an atomic per-epoch record, and progress events for
 the display). The loop itself is Keras'.
 
@@ -10,10 +10,13 @@ from an iterator's state, so a run resumed at epoch k sees exactly the batches a
 uninterrupted run sees: with the same seed both end with the same weights.
 """
 
+import json
+import os
 import shutil
 import signal
 import threading
 import time
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -21,10 +24,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mnistcls import keras_compat
 from mnistcls.build import build_model, summarize
-from mnistcls.errors import SpecError
-from mnistcls.runtime import smallest_value
+from mnistcls.errors import MnistclsError, SpecError
 from mnistcls.files import atomic_path, read_json, write_json, write_text
+from mnistcls.runtime import smallest_value
 from mnistcls.spec import OPTIMIZERS
 
 EVAL_BATCH_SIZE = 1000  # inference needs no small batches; larger ones are faster
@@ -47,8 +51,8 @@ class TrainResult:
         return asdict(self)
 
 
-def fit(spec, dataset, run_dir, *, strategy, precision, progress=None):
-    """Train `spec` on `dataset`, keeping the run's state in `run_dir`; resume if it holds a backup.
+def fit(spec, dataset, run_dir, *, strategy, precision, progress=None, restart=False):
+    """Train `spec` on `dataset`, keeping the run's state in `run_dir`; resume from the epochs it holds.
 
     Args:
         spec: a validated Spec.
@@ -60,17 +64,24 @@ def fit(spec, dataset, run_dir, *, strategy, precision, progress=None):
         precision: the Keras dtype policy, e.g. "float32" or "mixed_bfloat16".
         progress: optional object with `epoch_begin(epoch, epochs, steps)`,
             `batch_end(step, logs)` and `epoch_end(epoch, logs, seconds)`.
+        restart: discard the epochs `run_dir` holds and train from the first one.
 
     Returns:
         (the trained keras.Model, TrainResult)
+
+    Raises:
+        MnistclsError: the run's saved state cannot be resumed (see `saved_state`).
     """
     run_dir = Path(run_dir)
     train_x, train_y, val_x, val_y = _split(dataset, spec.train)
     steps = len(train_x) // spec.train.batch_size  # whole batches only: every replica gets its share
-    backup_dir = run_dir / "backup"
-    # The workers of a cluster resume together, at the earliest epoch any of them kept: one
-    # killed just after its end-of-epoch save steps back to its previous copy.
-    first_epoch = resumed_epoch(backup_dir, at_most=smallest_value(strategy, resumed_epoch(backup_dir)))
+    if restart:
+        for path in _model_copies(run_dir):
+            path.unlink(missing_ok=True)
+        state, history = None, []
+    else:
+        state, history = saved_state(run_dir, strategy)
+    first_epoch = state.epoch if state else 0
 
     pixel_stats = _pixel_stats(train_x) if spec.data.preprocess == "standardize" else (0.0, 1.0)
     model, schedule_callbacks = compiled_model(spec, dataset, pixel_stats, steps, strategy=strategy,
@@ -81,26 +92,24 @@ def fit(spec, dataset, run_dir, *, strategy, precision, progress=None):
     val_data = batches(val_x, val_y, EVAL_BATCH_SIZE, dataset.num_classes, one_hot)
 
     # Callbacks run in this order at the end of an epoch: the schedule's and early
-    # stopping's decisions first, so that the files written last (history, model,
-    # backup; kept whole by SavingSection) hold the state after them.
-    callbacks = [RandomnessPerEpoch(spec.train.seed), *schedule_callbacks]
+    # stopping's decisions first, so that the files written last (history, then
+    # model; kept whole by SavingSection) hold the state after them.
+    callbacks = [RestoreState(state.path)] if state else []
+    callbacks += [RandomnessPerEpoch(spec.train.seed), *schedule_callbacks]
     if spec.train.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(**spec.train.early_stopping))
     callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False))
     if progress is not None:
         callbacks.append(ProgressEvents(progress, spec.train.epochs, steps))
-    recorder = EpochRecorder(run_dir, first_epoch)
+    recorder = EpochRecorder(run_dir, history)
     saving = SavingSection()
-    # The backup outlives fit (delete_checkpoint=False): a run stopped between the last
-    # epoch and its final record must still resume, not start over. The caller removes it.
-    callbacks += [saving.opener, recorder,
-                  keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True, delete_checkpoint=False),
-                  saving.closer]
+    callbacks += [saving.opener, recorder, saving.closer]
 
     with saving:
         model.fit(train_data, epochs=spec.train.epochs, initial_epoch=first_epoch, steps_per_epoch=steps,
                   validation_data=val_data, callbacks=callbacks, shuffle=False, verbose=0)  # we shuffle
-    save_model(model, run_dir / "model.keras")  # again: EarlyStopping may have restored best weights
+    # Again: EarlyStopping may have restored the best weights.
+    save_model(model, run_dir / "model.keras", epoch=len(recorder.history))
     test_loss, test_accuracy = model.evaluate(
         batches(dataset.x_test, dataset.y_test, EVAL_BATCH_SIZE, dataset.num_classes, one_hot), verbose=0)
     return model, _result(recorder.history, test_loss, test_accuracy, summarize(model, spec.name).total)
@@ -126,78 +135,103 @@ def compiled_model(spec, dataset, pixel_stats, steps, *, strategy, precision):
         )
     if multi_worker:
         one_hot = spec.train.loss == "categorical_crossentropy"
-        _work_around_keras_multi_worker_bugs(model, dataset.num_classes if one_hot else None)
+        keras_compat.work_around_multi_worker_bugs(model, dataset.num_classes if one_hot else None)
     return model, schedule_callbacks
 
 
-def _work_around_keras_multi_worker_bugs(model, one_hot_classes):
-    """Make Keras 3's `fit` work under MultiWorkerMirroredStrategy (keras-team/keras#20585).
+# The model after each completed epoch (model.keras, written atomically) is the state a run
+# resumes from: weights and optimizer state in one file, with the number of epochs behind
+# them in an entry of our own in the same zip, so the three can never disagree. (The
+# optimizer's `iterations` cannot tell the epoch: loss scaling skips steps without
+# counting them.) The copy before it stays in backup/ for a cluster, whose workers
+# may be one epoch apart when killed.
+EPOCH_ENTRY = "mnistcls-epoch.json"
+PREVIOUS_MODEL = Path("backup") / "previous.keras"
 
-    Two places in Keras' TensorFlow trainer fail there: it all-reduces a sample
-    batch to build the optimizer and metrics (a batch of zeros of the right shapes
-    builds them just the same), and it averages each step's scalar logs over
-    axis 0, which a scalar does not have (averaging over replicas alone is what is
-    meant). Both fixes touch only multi-worker training.
+
+@dataclass
+class SavedState:
+    path: Path  # a .keras file saved by save_model
+    epoch: int  # the epochs completed when it was saved
+
+
+def saved_state(run_dir, strategy):
+    """(the SavedState to resume from or None to start at the first epoch, the history up to it).
+
+    The latest readable copy of the model is used: model.keras, or the copy of the
+    epoch before it when model.keras is damaged. The workers of a cluster resume
+    together, at the earliest epoch any of them holds. The history is cut to that
+    epoch (a kill can come between writing the history and the model). Anything that
+    would make the resumed run differ from an uninterrupted one is an error that
+    names the damaged file, never a silent start from scratch.
     """
-    from keras.src.backend.tensorflow import trainer as keras_trainer
-
-    images = tf.zeros((1, *model.input_shape[1:]))
-    labels = tf.zeros((1, one_hot_classes)) if one_hot_classes else tf.zeros((1,), tf.int32)
-    keras_build = model._maybe_symbolic_build
-    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: keras_build(
-        data_batch=data_batch if data_batch is not None else (images, labels))
-
-    keras_reduce = keras_trainer.reduce_per_replica
-    if getattr(keras_reduce, "mnistcls_fix", False):
-        return
-
-    def reduce_per_replica(values, strategy, reduction):
-        if reduction != "auto" or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-            return keras_reduce(values, strategy, reduction)
-        return tf.nest.map_structure(
-            lambda v: strategy.reduce("MEAN", v, axis=0 if v.shape.rank else None), values)
-
-    reduce_per_replica.mnistcls_fix = True
-    keras_trainer.reduce_per_replica = reduce_per_replica
-
-
-def resumed_epoch(backup_dir, at_most=None):
-    """The epoch BackupAndRestore will resume at (0 without a backup), mending the backup first.
-
-    A kill -9 can cut a backup file short. BackupAndRestore keeps the previous
-    copy (double_checkpoint), so a half-written latest copy is replaced by the
-    previous one, as Keras itself does for weights; so is a latest copy past
-    `at_most`. With no usable copy at all the run starts over. Deciding it here
-    keeps the input pipeline and the restored weights at the same epoch.
-    """
-    backup = Path(backup_dir)
-    latest = (backup / "training_metadata.json", backup / "latest.weights.h5")
-    previous = tuple(path.with_name(path.name + ".bkp") for path in latest)
-    for metadata, weights in (latest, previous):
-        epoch = read_json(metadata, {}).get("epoch") if metadata.is_file() else None
-        if isinstance(epoch, int) and (at_most is None or epoch <= at_most) and _readable_weights(weights):
-            if metadata != latest[0]:
-                for old, new in zip(previous, latest):
-                    shutil.copyfile(old, new)
-            return epoch
-    shutil.rmtree(backup, ignore_errors=True)
-    return 0
+    run_dir = Path(run_dir)
+    copies = [path for path in _model_copies(run_dir) if path.exists()]
+    readable = [SavedState(path, epoch) for path in copies if (epoch := saved_epoch(path)) is not None]
+    agreed = smallest_value(strategy, readable[0].epoch if readable else 0)
+    history_path = run_dir / "history.json"
+    history = read_json(history_path, None) if history_path.exists() else []
+    if not isinstance(history, list):
+        _cannot_resume(run_dir, "its history.json cannot be read (damaged)")
+    if copies and not readable:
+        _cannot_resume(run_dir, " and ".join(str(path.relative_to(run_dir)) for path in copies)
+                       + " cannot be read (damaged, or saved by an older mnistcls)")
+    if not readable:
+        if history:
+            _cannot_resume(run_dir, f"its history.json records {len(history)} epochs but it has no model.keras")
+        return None, []
+    state = next((s for s in readable if s.epoch == agreed), None)
+    if state is None:
+        _cannot_resume(run_dir, f"it holds the model after epoch {readable[0].epoch}, but another worker of the "
+                       f"cluster only reached epoch {agreed} and this one has no copy of it")
+    if len(history) < state.epoch:
+        _cannot_resume(run_dir, f"its history.json records {len(history)} epochs but {state.path.name} "
+                       f"holds epoch {state.epoch}")
+    return state, history[:state.epoch]
 
 
-def _readable_weights(path):
-    import h5py
-
+def saved_epoch(path):
+    """The epochs behind a model saved by save_model; None when the file is damaged or has no such record."""
     try:
-        with h5py.File(path, "r"):
-            return True
-    except OSError:
-        return False
+        with zipfile.ZipFile(path) as archive:
+            if archive.testzip() is not None:  # a member fails its checksum
+                return None
+            epoch = json.loads(archive.read(EPOCH_ENTRY))["epoch"]
+    except (OSError, zipfile.BadZipFile, KeyError, ValueError, TypeError):
+        return None
+    return epoch if isinstance(epoch, int) and epoch > 0 else None
 
 
-def save_model(model, path):
-    """Save a .keras file atomically: a kill mid-write leaves the previous file intact."""
+def _model_copies(run_dir):
+    """model.keras and the copy of the epoch before it, newest first."""
+    return [run_dir / "model.keras", run_dir / PREVIOUS_MODEL]
+
+
+def _cannot_resume(run_dir, why):
+    raise MnistclsError(f"cannot resume {run_dir}: {why}. To train it again from its first epoch, discarding "
+                        f"the epochs it holds: mnistcls train --resume {run_dir.name} --restart")
+
+
+def save_model(model, path, epoch=None):
+    """Save a .keras file atomically: a kill mid-write leaves the previous file intact.
+
+    With `epoch`, the file also records that many completed epochs (see saved_state).
+    """
     with atomic_path(path) as tmp:
         model.save(tmp)
+        if epoch is not None:
+            with zipfile.ZipFile(tmp, "a") as archive:
+                archive.writestr(EPOCH_ENTRY, json.dumps({"epoch": epoch}))
+
+
+def _keep_previous(path, previous):
+    """Make `previous` a copy of `path` (a hard link where the disk allows), atomically."""
+    previous.parent.mkdir(exist_ok=True)
+    with atomic_path(previous) as tmp:
+        try:
+            os.link(path, tmp)
+        except OSError:
+            shutil.copyfile(path, tmp)
 
 
 # --- callbacks ------------------------------------------------------------------
@@ -205,14 +239,14 @@ def save_model(model, path):
 class EpochRecorder(keras.callbacks.Callback):
     """Keeps the cumulative per-epoch history and the model on disk after every epoch.
 
-    On resume it continues the history from the backup's epoch, dropping any
-    epoch that finished after the last backup, so history and weights agree.
+    The history is written first: a kill before the model is saved leaves a
+    history one epoch longer than the model, which resuming cuts back.
     """
 
-    def __init__(self, run_dir, first_epoch):
+    def __init__(self, run_dir, history):
         super().__init__()
         self.run_dir = Path(run_dir)
-        self.history = read_json(self.run_dir / "history.json", [])[:first_epoch]
+        self.history = list(history)  # of the epochs before this process' first
         self._started = None
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -223,15 +257,31 @@ class EpochRecorder(keras.callbacks.Callback):
                "learning_rate": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
                "seconds": time.perf_counter() - self._started}
         self.history.append(row)
-        save_model(self.model, self.run_dir / "model.keras")
         write_json(self.run_dir / "history.json", self.history)
         _write_csv(self.run_dir / "history.csv", self.history)
+        model_path = self.run_dir / "model.keras"
+        if model_path.exists():
+            _keep_previous(model_path, self.run_dir / PREVIOUS_MODEL)
+        save_model(self.model, model_path, epoch=len(self.history))
+
+
+class RestoreState(keras.callbacks.Callback):
+    """Loads a saved model's weights and optimizer state as training begins."""
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = path
+
+    def on_train_begin(self, logs=None):
+        if not self.model.optimizer.built:  # outside a strategy Keras builds it only at the first step
+            self.model.optimizer.build(self.model.trainable_variables)
+        self.model.load_weights(self.path)
 
 
 class RandomnessPerEpoch(keras.callbacks.Callback):
     """Sets the random state of dropout and augmentation layers from (seed, epoch) as each epoch starts.
 
-    Keras' backup does not keep these states, so without this a resumed run would
+    The saved model does not keep these states, so without this a resumed run would
     draw other dropout masks and augmentations than an uninterrupted one.
     """
 
@@ -240,15 +290,14 @@ class RandomnessPerEpoch(keras.callbacks.Callback):
         self.seed = seed
 
     def on_epoch_begin(self, epoch, logs=None):
-        generators = [g for layer in self.model.layers for g in getattr(layer, "_seed_generators", [])]
-        for index, generator in enumerate(generators):
+        for index, generator in enumerate(keras_compat.seed_generators(self.model)):
             # [seed, counter]: a stream of its own per generator, and per epoch far apart.
             state = [self.seed * 7919 + index, epoch * 2**24]
             generator.state.assign(keras.ops.convert_to_tensor(state, dtype=generator.state.dtype))
 
 
 class SavingSection:
-    """Holds Ctrl-C back while an epoch's files are written, so history, model and backup agree.
+    """Holds Ctrl-C back while an epoch's files are written, so history and model agree.
 
     Its `opener` callback goes before the callbacks that save at the end of an
     epoch and its `closer` after them; a Ctrl-C in between is raised by `closer`.

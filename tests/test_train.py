@@ -28,7 +28,7 @@ def test_a_run_folder_holds_the_complete_record(small_fashion, tmp_path):
     names = {p.name for p in run.path.iterdir()}
     assert {"run.json", "spec.yaml", "model.keras", "history.json", "history.csv", "metrics.json",
             "curves.png", "tensorboard"} <= names
-    assert "backup" not in names  # BackupAndRestore removes its state when a run finishes
+    assert "backup" not in names  # the previous epoch's copy goes when a run finishes
     assert run.status == "finished"
     info = run.info
     assert info["versions"]["tensorflow"] and info["device"].startswith("CPU")
