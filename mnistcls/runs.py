@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from mnistcls.errors import UsageError
+from mnistcls.errors import MnistclsError, UsageError
 from mnistcls.spec import read_yaml
 from mnistcls.files import read_json, write_json, write_text
 
@@ -73,12 +73,18 @@ class Run:
         """As recorded, except that a 'running' run whose process is gone was killed."""
         info = self.info
         status = info.get("status", "failed")
-        if status == "running" and info.get("host") == socket.gethostname() and not _alive(info.get("pid")):
+        if (status == "running" and info.get("host") == socket.gethostname()
+                and not _alive(info.get("pid"), info.get("process_started"))):
             return "killed"
         return status
 
     def update(self, **fields):
-        write_json(self.path / "run.json", {**self.info, **fields})
+        """Change some fields of run.json; a damaged run.json is an error, never replaced by those fields alone."""
+        info = read_json(self.path / "run.json", None)
+        if not isinstance(info, dict):
+            raise MnistclsError(f"run {self.id}: its run.json is missing or damaged, so it was left as it is "
+                                f"(not rewritten with only {', '.join(fields)}); repair or remove {self.path}")
+        write_json(self.path / "run.json", {**info, **fields})
 
 
 def create(directory, spec, dataset, environment, started=None):
@@ -169,17 +175,32 @@ def find(reference, directory=None):
 
 
 def _process():
-    return {"pid": os.getpid(), "host": socket.gethostname()}
+    return {"pid": os.getpid(), "host": socket.gethostname(), "process_started": _started(os.getpid())}
 
 
-def _alive(pid):
+def _alive(pid, started=None):
+    """Whether process `pid` runs, and is the one that started at `started` (when known): pids are reused."""
     try:
         os.kill(int(pid), 0)
     except (TypeError, ValueError, ProcessLookupError):
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    return started is None or _started(pid) in (None, started)
+
+
+def _started(pid):
+    """When process `pid` started, as "boot id:clock ticks since boot" (Linux' /proc); None elsewhere.
+
+    The boot id tells a process of an earlier boot from one that started as many ticks after this one.
+    """
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        stat = Path(f"/proc/{int(pid)}/stat").read_text()
+    except (OSError, ValueError):
+        return None
+    # After the command name in parentheses (which may hold spaces), field 22 of proc(5) is the start time.
+    return f"{boot}:{stat.rpartition(')')[2].split()[19]}"
 
 
 def _safe(text):

@@ -12,6 +12,7 @@ from PIL import Image
 
 from conftest import TINY_SPEC
 from mnistcls import runs
+from mnistcls.errors import MnistclsError
 from mnistcls.cli import cli
 
 
@@ -148,3 +149,33 @@ def test_show_prints_spec_history_and_results(study):
 
     missing = invoke("show", "nosuchrun", "--runs-dir", str(study["dir"]))
     assert missing.exit_code == 2 and "no run 'nosuchrun'" in missing.output
+
+
+def _interrupted_run(tmp_path):
+    path = tmp_path / "20000101-000000_tiny_cnn_small"
+    path.mkdir()
+    shutil.copyfile(TINY_SPEC, path / "spec.yaml")
+    (path / "run.json").write_text(json.dumps({"id": path.name, "config": "tiny_cnn", "status": "interrupted"}))
+    return runs.Run(path)
+
+
+def test_a_reused_process_id_does_not_make_a_killed_run_look_running(tmp_path):
+    run = _interrupted_run(tmp_path)
+    runs.resume(run)  # recorded as running in this process, which is alive
+    assert run.status == "running"
+    with pytest.raises(MnistclsError, match="still running"):
+        runs.check_resumable(run)
+
+    # The process died and another one got its id: the same pid, started at another time.
+    run.update(process_started=run.info["process_started"] + "0")
+    assert run.status == "killed"
+    runs.check_resumable(run)
+
+
+def test_an_update_never_replaces_a_damaged_run_json(tmp_path):
+    run = _interrupted_run(tmp_path)
+    damaged = '{"id": "20000101-000000_tiny_cnn_small", "config": "tiny'
+    (run.path / "run.json").write_text(damaged)
+    with pytest.raises(MnistclsError, match="run.json is missing or damaged"):
+        run.update(status="failed")
+    assert (run.path / "run.json").read_text() == damaged

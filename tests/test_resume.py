@@ -1,0 +1,101 @@
+"""Resuming from damaged run folders: what is mended, what is refused, and --restart."""
+
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import TINY_SPEC
+from mnistcls import runs
+from mnistcls.cli import cli
+
+
+@pytest.fixture(scope="module")
+def stopped_run(small_fashion, tiny_run, tmp_path_factory):
+    """A run stopped after 2 of its 3 planned epochs, with the copy of epoch 1 a cluster keeps."""
+    runs_dir = tmp_path_factory.mktemp("runs")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("MNISTCLS_OFFLINE", "1")
+        result = CliRunner().invoke(cli, ["train", "-c", TINY_SPEC, "-d", str(small_fashion), "--epochs", "2",
+                                          "--runs-dir", str(runs_dir), "--json"])
+    assert result.exit_code == 0, result.output
+    run = runs.find(json.loads(result.stdout)[0]["run"], runs_dir)
+    spec = run.path / "spec.yaml"
+    spec.write_text(spec.read_text().replace("epochs: 2", "epochs: 3"))
+    (run.path / "metrics.json").unlink()
+    run.update(status="interrupted")
+    # tiny_run is the same spec and seed trained for one epoch: the state this run had after epoch 1.
+    (run.path / "backup").mkdir()
+    shutil.copyfile(runs.find(tiny_run[1], tiny_run[0]).path / "model.keras", run.path / "backup" / "previous.keras")
+    return run
+
+
+@pytest.fixture
+def stopped(stopped_run, tmp_path):
+    """A fresh copy of stopped_run to damage, in a runs directory of its own."""
+    path = tmp_path / stopped_run.id
+    shutil.copytree(stopped_run.path, path)
+    return runs.Run(path)
+
+
+def resume(run, *args):
+    return CliRunner().invoke(cli, ["train", "--resume", run.id, "--runs-dir", str(run.path.parent), "--json", *args])
+
+
+def damage(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # as a kill mid-write of a plain writer would
+
+
+def same_epoch(a, b):
+    return {k: a[k] for k in ("epoch", "loss", "val_loss", "val_accuracy")} == {
+        k: b[k] for k in ("epoch", "loss", "val_loss", "val_accuracy")}
+
+
+def test_a_damaged_model_resumes_from_the_previous_epochs_copy(stopped, stopped_run):
+    damage(stopped.path / "model.keras")
+    result = resume(stopped)
+    assert result.exit_code == 0, result.output
+    history = stopped.history
+    assert [row["epoch"] for row in history] == [1, 2, 3] and stopped.status == "finished"
+    assert history[0] == stopped_run.history[0]  # kept, not trained again (its seconds are the same)
+    assert same_epoch(history[1], stopped_run.history[1])  # epoch 2 done again, exactly as before
+    assert not (stopped.path / "backup").exists()
+
+
+def test_a_resume_that_cannot_continue_exactly_is_refused_and_touches_nothing(stopped):
+    damage(stopped.path / "model.keras")
+    damage(stopped.path / "backup" / "previous.keras")
+    before = {p.name: p.read_bytes() for p in stopped.path.rglob("*") if p.is_file() and p.name != "run.json"}
+
+    result = resume(stopped)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "model.keras and backup/previous.keras cannot be read" in result.output
+    assert f"mnistcls train --resume {stopped.id} --restart" in result.output
+    assert {p.name: p.read_bytes() for p in stopped.path.rglob("*") if p.is_file() and p.name != "run.json"} == before
+    assert len(stopped.history) == 2 and stopped.status == "failed"
+
+
+@pytest.mark.parametrize("history, message", [
+    ("[{\"epoch\": 1, ", "history.json cannot be read"),
+    ("[]", "history.json records 0 epochs but model.keras holds epoch 2"),
+])
+def test_a_history_that_does_not_reach_the_model_is_refused(stopped, history, message):
+    (stopped.path / "history.json").write_text(history)
+    result = resume(stopped)
+    assert result.exit_code == 1 and message in result.output and "--restart" in result.output
+
+
+def test_restart_trains_a_damaged_run_again_from_its_first_epoch(stopped, stopped_run):
+    damage(stopped.path / "model.keras")
+    damage(stopped.path / "backup" / "previous.keras")
+    result = resume(stopped, "--restart")
+    assert result.exit_code == 0, result.output
+    history = stopped.history
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    assert all(same_epoch(a, b) for a, b in zip(history, stopped_run.history))
+
+
+def test_restart_needs_a_run_to_resume():
+    result = CliRunner().invoke(cli, ["train", "-c", TINY_SPEC, "--restart"])
+    assert result.exit_code == 2 and "--resume RUN" in result.output
