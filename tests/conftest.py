@@ -24,6 +24,15 @@ def isolated_cache(tmp_path_factory, monkeypatch):
     return root
 
 
+@pytest.fixture(autouse=True)
+def float32_on_any_cpu(monkeypatch):
+    """`precision: auto` picks float32, as on a CPU without bfloat16 instructions: the suite's results
+    must not depend on the host. (Tests in subprocesses use tiny_cnn.yaml, which says float32.)"""
+    from mnistcls import runtime
+
+    monkeypatch.setattr(runtime, "cpu_has_bfloat16", lambda: False)
+
+
 @pytest.fixture
 def shared_data_dir():
     """`../shared/data`: real MNIST test set and training labels (no training images)."""

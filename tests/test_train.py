@@ -77,6 +77,7 @@ def test_configs_times_datasets_and_a_sweep_each_make_a_comparison(small_fashion
     assert len(runs.all_runs(tmp_path / "runs")) == 4
     assert {(r.info["config"], r.info["dataset"]) for r in runs.all_runs(tmp_path / "runs")} == {
         (c, str(d)) for c in ("tiny_cnn", "a1_linear") for d in (small_fashion, other)}
+    assert {r.info["precision"] for r in runs.all_runs(tmp_path / "runs")} == {"float32"}  # conftest pins it
 
     swept = train("-c", TINY_SPEC, "-d", str(small_fashion), "--epochs", "1",
                   "--set", "train.optimizer.learning_rate=0.001,0.01", runs_dir=tmp_path / "sweep")
@@ -190,3 +191,17 @@ def test_a_batch_larger_than_the_training_set_is_a_spec_problem_before_any_run(s
                                       "--runs-dir", str(tmp_path)])
     assert result.exit_code == 2 and "train.batch_size: 5000 is more than the 600 training images" in result.output
     assert runs.all_runs(tmp_path) == []
+
+
+def test_the_tiny_spec_takes_the_multi_step_path_of_real_runs(small_fashion):
+    """Its steps per epoch are a multiple of its steps_per_execution, so none is lowered to 1 per call."""
+    import tensorflow as tf
+
+    from mnistcls import data, spec as specs, train as training
+
+    spec = specs.load_spec(TINY_SPEC, [])
+    dataset = data.load(str(small_fashion))
+    steps = len(dataset.x_train) // spec.train.batch_size
+    model, _ = training.compiled_model(spec, dataset, (0.0, 1.0), steps, strategy=tf.distribute.get_strategy(),
+                                       precision=spec.train.precision)
+    assert model.steps_per_execution == spec.train.steps_per_execution > 1
