@@ -9,6 +9,7 @@ from click.testing import CliRunner
 from conftest import TINY_SPEC
 from mnistcls import runs
 from mnistcls.cli import cli
+from mnistcls.errors import MnistclsError
 
 
 @pytest.fixture(scope="module")
@@ -99,3 +100,18 @@ def test_restart_trains_a_damaged_run_again_from_its_first_epoch(stopped, stoppe
 def test_restart_needs_a_run_to_resume():
     result = CliRunner().invoke(cli, ["train", "-c", TINY_SPEC, "--restart"])
     assert result.exit_code == 2 and "--resume RUN" in result.output
+
+
+@pytest.mark.parametrize("reached, resumed_at", [(2, 2), (1, 1), (0, None)])
+def test_the_workers_of_a_cluster_resume_at_the_epoch_all_of_them_reached(stopped, monkeypatch, reached, resumed_at):
+    from mnistcls import train
+
+    # The all-reduce across workers, as if the other worker was killed after its epoch `reached`.
+    monkeypatch.setattr(train, "smallest_value", lambda strategy, value: min(value, reached))
+    if resumed_at is None:  # this worker has no copy of the other's epoch 0: it cannot follow it
+        with pytest.raises(MnistclsError, match="another worker of the cluster only reached epoch 0"):
+            train.saved_state(stopped.path, strategy=None)
+        return
+    state, history = train.saved_state(stopped.path, strategy=None)
+    assert state.epoch == resumed_at and history == stopped.history[:resumed_at]
+    assert state.path.name == ("model.keras" if resumed_at == 2 else "previous.keras")
