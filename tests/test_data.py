@@ -642,3 +642,24 @@ def test_download_fetches_only_what_is_missing(mirror, monkeypatch, shared_data_
         data.download("mnist")
     assert mirror.requests == ["/mnist/train-images-idx3-ubyte.gz"]
     assert not (cache_dir() / "mnist").exists()
+
+
+def test_data_download_from_the_command_line(mirror, fashion_system_dir):
+    from click.testing import CliRunner
+
+    from mnistcls.cli import cli
+
+    names = [f.name for f in data.FILES]
+    serve(mirror, fashion_system_dir, names, prefix="/fashion/")
+    result = CliRunner().invoke(cli, ["data", "download", "fashion"])
+    assert result.exit_code == 0, result.output
+    assert f"fashion: ready (cache: {cache_dir() / 'fashion'})" in " ".join(result.output.split())
+    assert sorted(mirror.requests) == sorted(f"/fashion/{name}.gz" for name in names)
+    assert tree(cache_dir() / "fashion") == sorted(f"{name}.gz" for name in names)
+
+    again = CliRunner().invoke(cli, ["data", "download", "fashion"])  # already there: checked, not fetched
+    assert again.exit_code == 0 and len(mirror.requests) == len(names)
+
+    offline = CliRunner().invoke(cli, ["data", "download", "mnist", "--offline"])
+    assert offline.exit_code == 1 and "Downloading is switched off" in offline.output
+    assert "Traceback" not in offline.output and len(mirror.requests) == len(names)
