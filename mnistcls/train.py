@@ -160,15 +160,31 @@ def saved_state(run_dir, strategy):
 
     The latest readable copy of the model is used: model.keras, or the copy of the
     epoch before it when model.keras is damaged. The workers of a cluster resume
-    together, at the earliest epoch any of them holds. The history is cut to that
-    epoch (a kill can come between writing the history and the model). Anything that
-    would make the resumed run differ from an uninterrupted one is an error that
-    names the damaged file, never a silent start from scratch.
+    together, at the earliest epoch any of them holds, or all stop (one alone would
+    wait for the others forever). The history is cut to that epoch (a kill can come
+    between writing the history and the model). Anything that would make the resumed
+    run differ from an uninterrupted one is an error that names the damaged file,
+    never a silent start from scratch.
     """
     run_dir = Path(run_dir)
     copies = [path for path in _model_copies(run_dir) if path.exists()]
     readable = [SavedState(path, epoch) for path in copies if (epoch := saved_epoch(path)) is not None]
     agreed = smallest_value(strategy, readable[0].epoch if readable else 0)
+    try:
+        state, history = _state_at(run_dir, agreed, copies, readable)
+        problem = None
+    except MnistclsError as err:
+        problem = err
+    everyone_can = smallest_value(strategy, 0 if problem else 1)
+    if problem:
+        raise problem
+    if not everyone_can:
+        _cannot_resume(run_dir, "another worker of the cluster cannot (its own message says why)")
+    return state, history
+
+
+def _state_at(run_dir, epoch, copies, readable):
+    """saved_state's answer at `epoch`, which the workers agreed on, from this worker's files."""
     history_path = run_dir / "history.json"
     history = read_json(history_path, None) if history_path.exists() else []
     if not isinstance(history, list):
@@ -180,10 +196,10 @@ def saved_state(run_dir, strategy):
         if history:
             _cannot_resume(run_dir, f"its history.json records {len(history)} epochs but it has no model.keras")
         return None, []
-    state = next((s for s in readable if s.epoch == agreed), None)
+    state = next((s for s in readable if s.epoch == epoch), None)
     if state is None:
         _cannot_resume(run_dir, f"it holds the model after epoch {readable[0].epoch}, but another worker of the "
-                       f"cluster only reached epoch {agreed} and this one has no copy of it")
+                       f"cluster only reached epoch {epoch} and this one has no copy of it")
     if len(history) < state.epoch:
         _cannot_resume(run_dir, f"its history.json records {len(history)} epochs but {state.path.name} "
                        f"holds epoch {state.epoch}")

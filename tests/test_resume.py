@@ -115,3 +115,12 @@ def test_the_workers_of_a_cluster_resume_at_the_epoch_all_of_them_reached(stoppe
     state, history = train.saved_state(stopped.path, strategy=None)
     assert state.epoch == resumed_at and history == stopped.history[:resumed_at]
     assert state.path.name == ("model.keras" if resumed_at == 2 else "previous.keras")
+
+
+def test_a_worker_that_could_start_stops_when_another_cannot_resume(tmp_path, monkeypatch):
+    from mnistcls import train
+
+    # This worker has nothing saved (it would start at epoch 1); the other's state is damaged.
+    monkeypatch.setattr(train, "smallest_value", lambda strategy, value: 0)
+    with pytest.raises(MnistclsError, match="another worker of the cluster cannot"):
+        train.saved_state(tmp_path, strategy=None)
