@@ -8,7 +8,7 @@
       metrics.json    final results: test accuracy and loss, best validation, time per epoch
       curves.png      learning curves (report draws it)
       confusion-DATASET.png, misclassified-DATASET.png   written by `mnistcls evaluate`
-      backup/         BackupAndRestore's state while a run is unfinished
+      backup/         previous.keras, the model of the epoch before model.keras, while a run is unfinished
       tensorboard/    TensorBoard logs
 
 A folder is never reused or overwritten; every file in it is written atomically.
@@ -121,7 +121,7 @@ def worker_runs_dir(task_index):
     """Where a non-chief worker of a cluster keeps its own record of each run.
 
     It trains the same model in lockstep with the chief, and resumes from its own
-    backup here; it writes nothing into the chief's runs directory.
+    saved model here; it writes nothing into the chief's runs directory.
     """
     from mnistcls import data  # here, not at the top: `mnistcls --help` imports this module and not numpy
 
