@@ -385,11 +385,11 @@ def runs_show(ctx, reference, runs_dir, as_json):
     Example:
       mnistcls runs show 20261123-153000_cnn_relu_fashion
     """
-    from mnistcls import runs, spec as specs
+    from mnistcls import runs
 
     run = runs.find(reference, _group_runs_dir(ctx, runs_dir))
     if as_json:
-        report.print_json({"info": {**run.info, "status": run.status}, "spec": specs.read_yaml(run.spec_text),
+        report.print_json({"info": {**run.info, "status": run.status}, "spec": run.spec_data,
                            "history": run.history, "results": runs.describe(run)})
         return
     report.console.print(report.run_info_table(run))

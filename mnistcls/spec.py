@@ -269,8 +269,54 @@ def split_sweep(override):
 
 # --- YAML with line numbers -------------------------------------------------------
 
+# Limits on what a YAML file may stand for, checked while it is composed, before anything walks it:
+# a few lines of nested anchors and aliases can stand for billions of values (a "billion laughs"),
+# and thousands of nested brackets would exhaust Python's recursion. Specs use a tiny part of each.
+MAX_YAML_CHARS = 1_000_000  # characters of text
+MAX_YAML_DEPTH = 50  # levels of nested lists and mappings
+MAX_YAML_VALUES = 100_000  # values the document stands for, each alias counted as all it stands for
+
+
+class YAMLLimitError(yaml.YAMLError):
+    """A document beyond one of the limits above; `line` is where it went beyond (1-based), if known."""
+
+    def __init__(self, message, line=None):
+        super().__init__(message)
+        self.message, self.line = message, line
+
+
 class SpecLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, reading numbers as YAML 1.2 does: `1e-4` is a float, not a string."""
+    """PyYAML's safe loader, reading numbers as YAML 1.2 does (`1e-4` is a float, not a string),
+    and refusing documents beyond the MAX_YAML limits while composing them."""
+
+    def __init__(self, text):
+        if len(text) > MAX_YAML_CHARS:
+            raise YAMLLimitError(f"the document is {len(text):,} characters long; "
+                                 f"at most {MAX_YAML_CHARS:,} are read")
+        super().__init__(text)
+        self._depth = 0
+        self._sizes = {}  # id of a composed node -> values it stands for, children and aliases included
+
+    def compose_node(self, parent, index):
+        mark = self.peek_event().start_mark
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise YAMLLimitError(f"lists and mappings nested more than {MAX_YAML_DEPTH} levels deep",
+                                     mark.line + 1)
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        # An alias returns the node composed for its anchor: counting its size again is what
+        # makes a bomb visible, and the sizes of children are known, so this is linear in the text.
+        if id(node) not in self._sizes:
+            children = (node.value if isinstance(node, yaml.SequenceNode) else
+                        [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else [])
+            self._sizes[id(node)] = 1 + sum(self._sizes.get(id(child), 1) for child in children)
+        if self._sizes[id(node)] > MAX_YAML_VALUES:
+            raise YAMLLimitError(f"aliases make the document stand for more than {MAX_YAML_VALUES:,} values",
+                                 mark.line + 1)
+        return node
 
 
 SpecLoader.add_implicit_resolver(
@@ -280,16 +326,29 @@ SpecLoader.add_implicit_resolver(
 
 
 def read_yaml(text):
-    """Plain data from YAML text, with the spec's number rules (for `--set` values and run records)."""
-    return yaml.load(text, Loader=SpecLoader)
+    """Plain data from YAML text, with the spec's number rules and limits (for `--set` values and run records).
+
+    Raises:
+        yaml.YAMLError: not YAML; YAMLLimitError: beyond a MAX_YAML limit.
+    """
+    loader = SpecLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 def _read_yaml(text, source, origins):
     """Parse YAML safely, recording each field path's line in `origins`."""
-    loader = SpecLoader(text)
+    try:
+        loader = SpecLoader(text)
+    except YAMLLimitError as err:
+        raise SpecError([Problem(source, None, "", err.message)]) from None
     try:
         node = loader.get_single_node()
         return None if node is None else _construct(loader, node, "", origins, source)
+    except YAMLLimitError as err:
+        raise SpecError([Problem(source, err.line, "", err.message)]) from None
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         line = mark.line + 1 if mark else None
@@ -420,6 +479,9 @@ def _apply_override(raw, text, origins, problems):
         return
     try:
         value = read_yaml(value_text)
+    except YAMLLimitError as err:
+        problems.append(Problem(where, None, key, err.message))
+        return
     except yaml.YAMLError:
         value = value_text
     parts = key.split(".")
