@@ -98,12 +98,12 @@ def evaluate(model, dataset):
         confusion=metrics.confusion_matrix(labels, predicted, dataset.num_classes))
 
 
-def classify(model, images, top=3):
+def classify(model, images, top):
     """The `top` most probable classes of each image, best first.
 
     Args:
         model: a saved model, as `load_model` returns it.
-        images: 28x28 uint8 arrays, bright content on black (images.load_digit_image's model input).
+        images: 28x28 uint8 arrays, bright content on black (images.load_picture's model input).
         top: how many classes to give per image.
 
     Returns:

@@ -49,6 +49,16 @@ LOSSES = ("categorical_crossentropy", "sparse_categorical_crossentropy")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 PREPROCESSING = ("scale", "standardize")
 
+# How each picture `predict` is given is prepared, as the training images of a dataset were:
+STYLES = {
+    "mnist": "grey, bright on black, fitted into 20x20 and centred by mass in 28x28 (as MNIST)",
+    "fashion": "trimmed to its bounding box, longer side scaled to 28, centred by the box, bright on black "
+               "(as Fashion-MNIST)",
+}
+# The built-in datasets (data.DATASETS has the rest of what is known about them) and their style.
+# A folder of IDX files is prepared in the style its spec's `data.style` names, mnist unless told.
+DATASET_STYLES = {"mnist": "mnist", "fashion": "fashion"}
+
 
 # --- value checks: each returns None, or what is wrong ----------------------------
 
@@ -113,13 +123,28 @@ def _doc(text, check):
     return {"doc": text, "check": check}
 
 
+def _dataset(value):
+    """A built-in dataset's name, or an existing folder (its files are checked when it is loaded)."""
+    if _string(value) or value in DATASET_STYLES or Path(value).expanduser().is_dir():
+        return _string(value)
+    return (f"unknown dataset {value!r}" + layers.did_you_mean(value, DATASET_STYLES)
+            + f"; give {' or '.join(DATASET_STYLES)}, or the path of a folder of IDX files")
+
+
 @dataclass
 class DataSpec:
     dataset: str = field(default="mnist", metadata=_doc(
-        "default dataset: mnist, fashion, or a folder of IDX files", _string))
+        "default dataset: mnist, fashion, or a folder of IDX files", _dataset))
     preprocess: str = field(default="scale", metadata=_doc(
         "scale: x/255 to [0, 1]; standardize: (x/255 - mean) / std of the training set",
         lambda v: _one_of(v, PREPROCESSING)))
+    style: str = field(default="auto", metadata=_doc(
+        "how predict prepares a picture: " + "; ".join(f"{k}: {v}" for k, v in STYLES.items())
+        + "; auto: the built-in dataset's own, mnist for a folder", lambda v: _one_of(v, ("auto", *STYLES))))
+
+    def picture_style(self):
+        """The STYLES entry pictures are prepared in for a model trained on this data."""
+        return self.style if self.style != "auto" else DATASET_STYLES.get(self.dataset, "mnist")
 
 
 @dataclass

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from mnistcls.errors import UsageError
-from mnistcls.images import load_digit_image
+from mnistcls.images import load_picture
 
 
 def rgb(colour):
@@ -53,8 +53,8 @@ def content_box(array):
 def test_dark_on_light_and_light_on_dark_give_the_same_input(tmp_path):
     dark = save(draw_seven(ink=0, paper=255), tmp_path / "dark.png")
     light = save(draw_seven(ink=255, paper=0), tmp_path / "light.png")
-    original, from_dark = load_digit_image(dark)
-    _, from_light = load_digit_image(light)
+    original, from_dark = load_picture(dark)
+    _, from_light = load_picture(light)
     assert np.array_equal(from_dark, from_light)
     # The original is returned as the user drew it, not inverted.
     assert original.shape == (200, 300) and original.dtype == np.uint8
@@ -74,7 +74,7 @@ def test_dark_on_light_and_light_on_dark_give_the_same_input(tmp_path):
 )
 def test_model_input_is_mnist_like(tmp_path, name, image, options):
     suffix = ".jpg" if "JPEG" in name else ".png"
-    original, model_input = load_digit_image(save(image, tmp_path / f"digit{suffix}", **options))
+    original, model_input = load_picture(save(image, tmp_path / f"digit{suffix}", **options))
     assert original.shape == (image.height, image.width) and original.dtype == np.uint8
     assert model_input.shape == (28, 28) and model_input.dtype == np.uint8
     assert model_input.max() == 255  # the ink is bright
@@ -88,8 +88,8 @@ def test_model_input_is_mnist_like(tmp_path, name, image, options):
 def test_transparent_background_counts_as_white_paper(tmp_path):
     # Transparent pixels are black (0, 0, 0, 0): ignoring alpha would give an all-black image.
     rgba = draw_seven(ink=(0, 0, 0, 255), paper=(0, 0, 0, 0), mode="RGBA")
-    _, from_rgba = load_digit_image(save(rgba, tmp_path / "rgba.png"))
-    _, from_rgb = load_digit_image(save(draw_seven(), tmp_path / "rgb.png"))
+    _, from_rgba = load_picture(save(rgba, tmp_path / "rgba.png"))
+    _, from_rgb = load_picture(save(draw_seven(), tmp_path / "rgb.png"))
     assert np.array_equal(from_rgba, from_rgb)
 
 
@@ -97,7 +97,7 @@ def test_text_file_named_png_is_a_usage_error(tmp_path):
     path = tmp_path / "notes.png"
     path.write_text("this is not a picture\n")
     with pytest.raises(UsageError, match="notes.png: not a readable image"):
-        load_digit_image(path)
+        load_picture(path)
 
 
 def test_truncated_png_is_a_usage_error(tmp_path):
@@ -105,19 +105,19 @@ def test_truncated_png_is_a_usage_error(tmp_path):
     path = tmp_path / "cut.png"
     path.write_bytes(whole[: len(whole) // 2])
     with pytest.raises(UsageError, match="cut.png: not a readable image"):
-        load_digit_image(path)
+        load_picture(path)
 
 
 def test_missing_file_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError, match="nothing.png: not found"):
-        load_digit_image(tmp_path / "nothing.png")
+        load_picture(tmp_path / "nothing.png")
 
 
 @pytest.mark.parametrize("paper", [255, 0, 128])
 def test_blank_image_is_a_usage_error(tmp_path, paper):
     path = save(Image.new("RGB", (120, 80), (paper,) * 3), tmp_path / "blank.jpg", quality=90)
     with pytest.raises(UsageError, match="blank.jpg: the image is blank"):
-        load_digit_image(path)
+        load_picture(path)
 
 
 def test_real_mnist_digits_survive_the_round_trip(tmp_path, shared_data_dir):
@@ -128,7 +128,7 @@ def test_real_mnist_digits_survive_the_round_trip(tmp_path, shared_data_dir):
     for i, digit in enumerate(digits):
         page = Image.new("L", (400, 320), 255)
         page.paste(Image.fromarray(255 - digit).resize((224, 224), Image.Resampling.BICUBIC), (10 * i, 40))
-        _, model_input = load_digit_image(save(page, tmp_path / f"{i}.jpg", quality=85))
+        _, model_input = load_picture(save(page, tmp_path / f"{i}.jpg", quality=85))
         correlations.append(np.corrcoef(model_input.ravel(), digit.ravel())[0, 1])
     # Thin strokes may land one pixel off, which costs a few digits some correlation.
     assert np.median(correlations) > 0.95

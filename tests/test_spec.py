@@ -203,3 +203,21 @@ def test_run_records_that_are_bombs_make_a_damaged_run_not_a_traceback(tmp_path)
     assert listing.exit_code == 0 and run.name in listing.output  # planned epochs and results unknown
     shown = CliRunner().invoke(cli, ["runs", "show", run.name, "--runs-dir", str(tmp_path), "--json"])
     assert shown.exit_code == 2 and "spec.yaml cannot be read" in shown.output and "Traceback" not in shown.output
+
+
+def test_unknown_dataset_names_are_caught_with_the_spec_unless_they_name_a_folder(tmp_path, monkeypatch):
+    with pytest.raises(SpecError, match=r"data.dataset: unknown dataset 'cifar10'; give mnist or fashion"):
+        specs.parse_spec("data: {dataset: cifar10}\nmodel: [flatten, {dense: {units: 10, activation: softmax}}]\n",
+                         "s.yaml")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cifar10").mkdir()
+    spec = specs.parse_spec("data: {dataset: cifar10}\nmodel: [flatten, {dense: {units: 10, activation: softmax}}]\n",
+                            "s.yaml")
+    assert spec.data.dataset == "cifar10"
+
+
+def test_the_built_in_datasets_are_the_data_layers_and_each_has_a_picture_style():
+    from mnistcls import data, images
+
+    assert tuple(specs.DATASET_STYLES) == data.DATASET_NAMES
+    assert set(specs.DATASET_STYLES.values()) <= set(specs.STYLES) == set(images.PREPARATIONS)
