@@ -6,6 +6,7 @@ study is found in seconds, not hours. Each run is then trained and recorded in
 turn.
 """
 
+import hashlib
 import itertools
 import json
 import shutil
@@ -205,18 +206,29 @@ def _saved_model(run):
 def _evaluation_pictures(run, result, test):
     """Write (or refresh) the run's confusion heatmap and misclassified grid for `result`; return their paths."""
     names = result.class_names
+    key = _picture_key(test)
     confusion = plots.confusion_heatmap(
-        result.confusion, names, run.path / f"confusion-{result.dataset}.png",
+        result.confusion, names, run.path / f"confusion-{key}.png",
         title=f"{run.id}\non {result.dataset}: test accuracy {report.percent(result.accuracy)}")
-    misclassified = run.path / f"misclassified-{result.dataset}.png"
+    misclassified = run.path / f"misclassified-{key}.png"
     shown = result.mistakes[:MISCLASSIFIED_SHOWN]
     if len(shown) == 0:
         misclassified.unlink(missing_ok=True)  # an earlier evaluation's mistakes are not this one's
         return {"confusion": str(confusion), "misclassified": None}
-    plots.image_grid(test.x_test[shown], [f"true: {names[result.labels[i]]}\npred: {names[result.predicted[i]]}"
+    plots.image_grid(test.x_test[shown], [f"true: {names[result.labels[i]]}\n"
+                                          f"pred: {names[result.predicted[i]]} {result.confidence[i]:.0%}"
                                           for i in shown], misclassified,
-                     title=f"{run.id}: {len(shown)} of {result.errors:,} misclassified {result.dataset} test images")
+                     title=f"{run.id}: the {len(shown)} most confident of {result.errors:,} "
+                           f"misclassified {result.dataset} test images")
     return {"confusion": str(confusion), "misclassified": str(misclassified)}
+
+
+def _picture_key(test):
+    """How a dataset is named in picture files: a built-in one by its name, a folder by its name and a
+    short hash of its full path (two folders of one name, say two versions of data/mine, stay apart)."""
+    if test.name in data.DATASET_NAMES:
+        return test.name
+    return f"{test.name}-{hashlib.sha256(str(Path(test.source).resolve()).encode()).hexdigest()[:8]}"
 
 
 # --- compare ----------------------------------------------------------------------------
