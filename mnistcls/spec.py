@@ -549,6 +549,8 @@ def _validate(raw, source, origins, problems):
     for key, value in (("name", name), ("description", description)):
         if not isinstance(value, str):
             problem(key, f"must be a string, got {value!r}")
+    if isinstance(name, str) and "/" in name:
+        problem("name", f"must not contain '/' (it names the Keras model), got {name!r}")
     data = _section(DataSpec, raw.get("data"), "data", problem)
     train = _section(TrainSpec, raw.get("train"), "train", problem)
     model = _check_model(raw.get("model"), source, origins, problems)
