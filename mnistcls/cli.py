@@ -223,7 +223,7 @@ def data_download(name, data_dir, offline):
     with report.DownloadProgress() as progress:
         for each in names:
             folder = datasets.download(each, data_dir=data_dir, offline=offline, progress=progress)
-            report.console.print(f"{each}: ready (cache: {folder})")
+            report.console.print(report.plain(f"{each}: ready (cache: {folder})"))
 
 
 @data.command("show")
@@ -331,8 +331,8 @@ def runs_group(ctx, sort, dataset, config, runs_dir, as_json):
     elif rows:
         report.console.print(report.runs_table(rows))
     else:
-        report.console.print(f"no runs in {runs.runs_dir(runs_dir)}"
-                             + (" match --dataset / --config" if dataset or config else ""))
+        report.console.print(report.plain(f"no runs in {runs.runs_dir(runs_dir)}"
+                                          + (" match --dataset / --config" if dataset or config else "")))
 
 
 def _group_runs_dir(ctx, runs_dir):
