@@ -61,6 +61,7 @@ def test_show_writes_each_image_beside_the_model_input_without_overwriting(tiny_
     result = predict(runs_dir, "--run", run_id, "--show", "dark_on_white.png", "light_on_black.png")
     assert result.exit_code == 0, result.output
     assert "predict-inputs-2.png" in result.output and (pictures / "predict-inputs.png").read_text() == "mine"
+    assert "prepared in its mnist style" in " ".join(result.output.split())  # a folder's style, mnist unless told
     width, height = Image.open(pictures / "predict-inputs-2.png").size
     assert height > width  # two rows of (original, model input) pairs
 
