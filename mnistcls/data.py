@@ -521,6 +521,7 @@ def _npz_member_as_idx(data: bytes, member: str) -> bytes:
         raise _Bad("is not a NumPy .npz archive")
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            _check_npy_claim(archive.zip, f"{member}.npy")
             array = archive[member]
     except KeyError:
         raise _Bad(f"has no array '{member}'") from None
@@ -530,6 +531,19 @@ def _npz_member_as_idx(data: bytes, member: str) -> bytes:
         return _idx_bytes(array)
     except ValueError as error:
         raise _Bad(str(error)) from None
+
+
+def _check_npy_claim(archive: zipfile.ZipFile, name: str) -> None:
+    """Refuse an .npy member whose size, or whose header's shape, claims more than MAX_IDX_BYTES:
+    NumPy allocates what the header claims before reading the data."""
+    with archive.open(name) as member:  # a KeyError when it is not there
+        version = np.lib.format.read_magic(member)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(member)
+    claimed = max(archive.getinfo(name).file_size, math.prod(shape) * dtype.itemsize)
+    if claimed > MAX_IDX_BYTES:
+        raise _Bad(f"has an array '{name}' of {' x '.join(map(str, shape))} {dtype} ({claimed:,} bytes), more than "
+                   f"the {MAX_IDX_BYTES:,} mnistcls reads: it is damaged or not a dataset file")
 
 
 def _idx_bytes(array) -> bytes:

@@ -71,3 +71,20 @@ def test_a_dataset_folder_holding_a_bomb_is_one_line_from_the_cli(tmp_path):
                                       "--out", str(tmp_path / "x.png")])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "t10k-images-idx3-ubyte.gz" in result.output and "truncated or damaged" in result.output
+
+
+def test_an_npz_array_claiming_terabytes_is_refused_before_numpy_allocates_it(tmp_path, monkeypatch):
+    import io
+    import zipfile
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False,
+                                                  "shape": (100_000, 10_000, 10_000)})
+    keras_datasets = tmp_path / "keras" / "datasets"
+    keras_datasets.mkdir(parents=True)
+    with zipfile.ZipFile(keras_datasets / "mnist.npz", "w") as archive:
+        archive.writestr("x_test.npy", header.getvalue() + bytes(100))
+        archive.writestr("y_test.npy", b"")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    with pytest.raises(DataError, match=r"mnist.npz \[x_test\]: has an array 'x_test.npy' of 100000 x 10000 x 10000"):
+        data.load("mnist", splits=("test",))
