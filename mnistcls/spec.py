@@ -324,6 +324,7 @@ class SpecLoader(yaml.SafeLoader):
 
     def compose_node(self, parent, index):
         mark = self.peek_event().start_mark
+        alias = self.check_event(yaml.AliasEvent)
         self._depth += 1
         try:
             if self._depth > MAX_YAML_DEPTH:
@@ -332,8 +333,11 @@ class SpecLoader(yaml.SafeLoader):
             node = super().compose_node(parent, index)
         finally:
             self._depth -= 1
-        # An alias returns the node composed for its anchor: counting its size again is what
-        # makes a bomb visible, and the sizes of children are known, so this is linear in the text.
+        if alias and id(node) not in self._sizes:  # its anchor's node is still being composed: it holds itself
+            raise YAMLLimitError("an alias stands for a list or mapping that contains it, which never ends",
+                                 mark.line + 1)
+        # An alias gives the node composed for its anchor, whose size is known: adding it once
+        # more per alias counts what the document stands for in time linear in its text.
         if id(node) not in self._sizes:
             children = (node.value if isinstance(node, yaml.SequenceNode) else
                         [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else [])

@@ -158,7 +158,8 @@ def _deep(levels=5000):
     (_alias_bomb(), "stand for more than 100,000 values"),
     (_deep(), f"nested more than {specs.MAX_YAML_DEPTH} levels deep"),
     ("model: [flatten]\n" + "#" * (specs.MAX_YAML_CHARS + 1) + "\n", "characters long"),
-], ids=["alias-bomb", "deep", "huge"])
+    ("model: &a [flatten, *a]\n", "an alias stands for a list or mapping that contains it"),
+], ids=["alias-bomb", "deep", "huge", "recursive"])
 def test_yaml_bombs_are_refused_in_one_line_before_anything_walks_them(tmp_path, text, message):
     path = tmp_path / "bomb.yaml"
     path.write_text(text)
