@@ -12,7 +12,8 @@ MARKUP = "a[bold]b[red]c"  # what rich would read as markup and hide
 
 def test_a_spec_name_with_brackets_is_shown_as_written(tmp_path):
     spec = tmp_path / "spec.yaml"
-    spec.write_text(f"name: '{MARKUP}'\ndescription: 'x[red]y'\nmodel: [flatten, {{dense: {{units: 10, activation: softmax}}}}]\n")
+    spec.write_text(f"name: '{MARKUP}'\ndescription: 'x[red]y'\n"
+                    "model: [flatten, {dense: {units: 10, activation: softmax}}]\n")
     result = CliRunner().invoke(cli, ["summary", "--config", str(spec)])
     assert result.exit_code == 0, result.output
     assert MARKUP in result.output and "x[red]y" in result.output
