@@ -8,7 +8,6 @@ import json
 import sys
 
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.syntax import Syntax
 from rich.table import Table
@@ -64,7 +63,7 @@ def print_json(data):
 
 def error(message):
     # Messages quote paths and spec text: square brackets in them are not rich markup.
-    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    err_console.print(Text.assemble(("error:", "bold red"), " ", plain(message)), soft_wrap=True)
 
 
 # --- summary -----------------------------------------------------------------------
@@ -184,22 +183,38 @@ class DownloadProgress:
 
 # --- data ----------------------------------------------------------------------------
 
-_FILE_MARKS = {"verified": styled("verified", "green"), "bad": styled("BAD", "red"), "missing": styled("-", "dim"),
-               "not checked": styled("not checked", "yellow")}
+_FILE_MARKS = {"verified": styled("ok", "green"), "bad": styled("BAD", "red"), "missing": styled("-", "dim"),
+               "not checked": styled("?", "yellow")}
+_FILE_HEADERS = {"train-images-idx3-ubyte": "train\nimages", "train-labels-idx1-ubyte": "train\nlabels",
+                 "t10k-images-idx3-ubyte": "test\nimages", "t10k-labels-idx1-ubyte": "test\nlabels"}
 
 
 def dataset_places(dataset_report):
-    """For `data list`: every place looked for one dataset, and what each file there is."""
-    files = [f.file.replace("-ubyte", "") for f in dataset_report.places[0].files]
-    rows = [(p.place, p.path if p.exists else styled(f"{p.path} (none)", "dim"),
-             *[_FILE_MARKS[str(f.status)] for f in p.files]) for p in dataset_report.places]
+    """For `data list`: every place looked for one dataset, what each file there is, and why a copy is bad.
+
+    Narrow enough for an 80-column terminal: a place's path folds under its name,
+    files get one short mark each, and each bad copy's reason is a line below.
+    """
+    t = Table(title=plain(f"{dataset_report.title} ({dataset_report.name})"), title_justify="left",
+              caption_justify="left")
+    t.add_column("Place (path)", overflow="fold", ratio=1)
+    for file in dataset_report.places[0].files:
+        t.add_column(_FILE_HEADERS.get(file.file, file.file), justify="center", no_wrap=True)
+    for place in dataset_report.places:
+        path = plain(place.path) if place.exists else styled(f"{place.path} (none)", "dim")
+        t.add_row(Text.assemble(f"{place.place}\n", path), *[_FILE_MARKS[str(f.status)] for f in place.files])
+    lines = [plain("ok: verified   BAD: wrong or damaged   -: missing   ?: not checked yet")]
+    lines += [Text.assemble(("BAD", "red"), f" {f.path}: {f.reason}")
+              for place in dataset_report.places for f in place.files if f.status == "bad"]
     if dataset_report.ready:
-        caption = Text.assemble(("ready", "green"), ": every file's first copy is verified")
+        lines.append(Text.assemble(("ready", "green"), ": every file's first copy is verified"))
     else:
         missing = dataset_report.missing
-        caption = Text.assemble(*((("missing", "red"), f": {', '.join(missing)}\n") if missing else
-                                  (("not ready", "red"), ": a file is bad\n")), "\n".join(dataset_report.advice))
-    return table(f"{dataset_report.title} ({dataset_report.name})", ["Place", "Path", *files], rows, caption)
+        lines.append(Text.assemble(("missing", "red"), f": {', '.join(missing)}") if missing else
+                     Text.assemble(("not ready", "red"), ": a file is bad"))
+        lines += [plain(line) for line in dataset_report.advice]
+    t.caption = Text("\n").join(lines)
+    return t
 
 
 # --- evaluate ------------------------------------------------------------------------
