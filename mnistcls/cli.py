@@ -437,6 +437,54 @@ def predict(ctx, reference, paths, show, runs_dir, as_json):
         ctx.exit(1)
 
 
+@cli.command("export")
+@click.argument("reference", metavar="RUN")
+@click.option("--format", "-f", "formats", multiple=True, required=True, metavar="FORMAT",
+              help="savedmodel (TensorFlow Serving), tflite (LiteRT: phones, microcontrollers) or onnx "
+                   "(onnxruntime). Repeatable.")
+@click.option("--quantize", "-q", "quantizations", multiple=True, metavar="MODE",
+              help="TFLite only: none (float32, default), float16 (weights) or int8 (full integer, calibrated "
+                   "on training images). Repeatable: one .tflite each.")
+@click.option("--out", type=click.Path(), metavar="DIR",
+              help="Folder for the artefacts and their model cards (default: the run folder's export/).")
+@runs_dir_option
+@data_options
+@json_option
+@click.pass_context
+def export_command(ctx, reference, formats, quantizations, out, runs_dir, data_dir, offline, as_json):
+    """Export a run's model for deployment, and check each file with its own runtime.
+
+    Every artefact takes raw 0-255 pixels (N, 28, 28, 1) and outputs class
+    probabilities; a JSON model card goes beside it. Each is loaded back with the
+    runtime that will run it (tf.saved_model.load, LiteRT, onnxruntime), run on the
+    whole test split and compared with the Keras model before it is put in place:
+    float formats must agree on 99.9% of test images, int8 must stay within 1 point
+    of the Keras accuracy; otherwise nothing is left and the exit code is 1.
+    Needs: pip install 'mnistcls[export]'.
+
+    \b
+    Examples:
+      mnistcls export 20261123-153000_cnn_relu_mnist --format tflite --quantize int8
+      mnistcls export 20261123-153000 -f savedmodel -f tflite -f onnx --out deploy/
+      mnistcls export 20261123-153000 -f tflite -q none -q float16 -q int8
+    """
+    _tensorflow(ctx)  # before export's imports (Keras, the converters), so their start-up lines are quiet
+    from mnistcls import export
+
+    exported = export.export_run(reference, formats, quantizations=quantizations or ("none",), out=out,
+                                 runs_directory=runs_dir, data_dir=data_dir, offline=offline,
+                                 verbose=ctx.find_root().params["verbose"])
+    failed = [e for e in exported["exports"] if not e["passed"]]
+    if as_json:
+        report.print_json(exported)
+    else:
+        report.console.print(report.export_table(exported))
+        for entry in failed:
+            report.error(f"{entry['path']}: check failed, not written: {entry['problem']}")
+    if failed:
+        ctx.exit(1)
+
+
 @cli.command()
 @config_option(required=False)
 @set_option

@@ -303,6 +303,24 @@ def predictions_table(prediction):
                  ["Image", *[f"Guess {rank}" for rank in range(1, ranks + 1)]], rows)
 
 
+def export_table(exported):
+    """`mnistcls export`: each artefact's size, test accuracy, agreement with Keras and speed."""
+    keras = exported["keras"]
+    rows = [("keras (reference)", "float32", "-", percent(keras["test_accuracy"]), "-",
+             f"{keras['images_per_second']:,.0f}", "")]
+    rows += [(escape(e["path"]), e["quantization"] if e["quantization"] != "none" else "float32",
+              _bytes(e["bytes"]), percent(e["test_accuracy"]), percent(e["agreement"]),
+              f"{e['images_per_second']:,.0f}", "[green]passed[/]" if e["passed"] else "[red]failed[/]")
+             for e in exported["exports"]]
+    return table(f"Exports of {escape(exported['run'])} (checked on {keras['images']:,} {exported['dataset']} "
+                 "test images)", ["Artefact", "Weights", "Size>", "Test acc>", "Agrees>", "Images/s>", "Check"],
+                 rows, caption="Agrees: share of test images with the Keras model's top-1 class")
+
+
+def _bytes(n):
+    return f"{n / 1e6:,.2f} MB" if n >= 1e5 else f"{n / 1e3:,.1f} kB"
+
+
 def speed_table(speeds, device):
     """`mnistcls bench`: images per second and the estimated epoch time, per config."""
     rows = [(s.config, s.precision, s.batch_size, f"{s.train_images_per_second:,.0f}",
