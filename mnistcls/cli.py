@@ -400,14 +400,17 @@ def runs_show(ctx, reference, runs_dir, as_json):
 
 
 @cli.command()
-@click.option("--run", "reference", required=True, metavar="RUN", help="The run whose model classifies the images.")
+@click.option("--run", "reference", metavar="RUN", help="The run whose model classifies the images.")
+@click.option("--model", "model_path", type=click.Path(), metavar="PATH",
+              help="Instead of --run: an exported model (SavedModel folder, .tflite or .onnx from mnistcls export), "
+                   "run by its own runtime.")
 @click.argument("paths", nargs=-1, required=True, metavar="IMAGE [IMAGE ...]")
 @click.option("--show", is_flag=True,
               help="Also write a PNG of each image beside the 28x28 input the model saw (a new file here).")
 @runs_dir_option
 @json_option
 @click.pass_context
-def predict(ctx, reference, paths, show, runs_dir, as_json):
+def predict(ctx, reference, model_path, paths, show, runs_dir, as_json):
     """Classify your own images (PNG, JPEG: any size, colour or grey, dark on light or light on dark).
 
     Each image is prepared as MNIST's images were (centred, scaled to fit 20x20 in
@@ -418,11 +421,14 @@ def predict(ctx, reference, paths, show, runs_dir, as_json):
     Examples:
       mnistcls predict --run 20261123-153000_cnn_relu_mnist my_digit.png
       mnistcls predict --run 20261123-153000_cnn_relu_fashion --show shoe.jpg shirt.jpg
+      mnistcls predict --model runs/20261123-153000_cnn_relu_mnist/export/model-int8.tflite my_digit.png
     """
     from mnistcls import jobs
 
+    if (reference is None) == (model_path is None):
+        raise UsageError("give either --run RUN or --model PATH (an exported model)")
     _tensorflow(ctx)
-    prediction = jobs.predict_images(reference, paths, runs_directory=runs_dir,
+    prediction = jobs.predict_images(reference, paths, model_path=model_path, runs_directory=runs_dir,
                                      show_path=_new_file("predict-inputs.png") if show else None)
     failed = [entry for entry in prediction["images"] if "error" in entry]
     if as_json:

@@ -113,8 +113,13 @@ def classify(model, images, top=3):
     # A model trained on logits (from_logits: true) needs a softmax to give probabilities.
     if model.loss.get_config().get("from_logits"):
         outputs = keras.ops.convert_to_numpy(keras.ops.softmax(outputs, axis=-1))
-    best = np.argsort(-outputs, axis=1, kind="stable")[:, :top]
-    return [[(int(c), float(row[c])) for c in classes] for row, classes in zip(outputs, best)]
+    return rank(outputs, top)
+
+
+def rank(probabilities, top=3):
+    """The `top` (class index, probability) pairs of each row of `probabilities`, best first."""
+    best = np.argsort(-probabilities, axis=1, kind="stable")[:, :top]
+    return [[(int(c), float(row[c])) for c in classes] for row, classes in zip(probabilities, best)]
 
 
 def _size(shape):

@@ -6,6 +6,7 @@ study is found in seconds, not hours. Each run is then trained and recorded in
 turn.
 """
 
+import functools
 import itertools
 import json
 import shutil
@@ -266,8 +267,8 @@ def _number_or_text(value):
 
 # --- predict ----------------------------------------------------------------------------
 
-def predict_images(reference, paths, *, runs_directory=None, show_path=None, top=3):
-    """Classify the user's image files with a run's model.
+def predict_images(reference, paths, *, model_path=None, runs_directory=None, show_path=None, top=3):
+    """Classify the user's image files with a run's model, or with an exported artefact at `model_path`.
 
     An unreadable file gets an "error" entry and the others are still classified.
     With `show_path`, writes each original beside the 28x28 input the model saw.
@@ -278,12 +279,15 @@ def predict_images(reference, paths, *, runs_directory=None, show_path=None, top
     """
     from mnistcls import evaluate  # imports TensorFlow
 
-    run = runs.find(reference, runs_directory)
-    model = evaluate.load_model(_saved_model(run))
-    if tuple(model.input_shape[1:3]) != (images.SIZE, images.SIZE):
-        raise UsageError(f"run {run.id}'s model takes {model.input_shape[1]}x{model.input_shape[2]} images; "
-                         f"predict makes {images.SIZE}x{images.SIZE} MNIST-style inputs for models trained on them")
-    names = _class_names(run, model.output_shape[-1])
+    if model_path:
+        source, trained_on, names, classify = _artefact_classifier(model_path, top)
+    else:
+        run = runs.find(reference, runs_directory)
+        model = evaluate.load_model(_saved_model(run))
+        _check_input_size(f"run {run.id}'s model", model.input_shape[1:3])
+        source, trained_on = run.id, run.info.get("dataset")
+        names = _class_names(run, model.output_shape[-1])
+        classify = functools.partial(evaluate.classify, model, top=top)
     entries, pictures = [], []
     for path in paths:
         try:
@@ -293,7 +297,7 @@ def predict_images(reference, paths, *, runs_directory=None, show_path=None, top
             entries.append({"image": str(path), "error": str(err)})
     readable = [entry for entry in entries if "error" not in entry]
     if pictures:
-        for entry, ranked in zip(readable, evaluate.classify(model, [inputs for _, inputs in pictures], top)):
+        for entry, ranked in zip(readable, classify([inputs for _, inputs in pictures])):
             entry["top"] = [{"class": names[c], "label": c, "probability": p} for c, p in ranked]
     shown = None
     if show_path and pictures:
@@ -301,7 +305,30 @@ def predict_images(reference, paths, *, runs_directory=None, show_path=None, top
         titles = [title for entry in readable for title in (
             Path(entry["image"]).name, f"model input\n{entry['top'][0]['class']} {entry['top'][0]['probability']:.0%}")]
         shown = str(plots.image_grid(pairs, titles, show_path, cols=2, title="What the model saw"))
-    return {"run": run.id, "trained_on": run.info.get("dataset"), "images": entries, "show": shown}
+    return {"run": source, "trained_on": trained_on, "images": entries, "show": shown,
+            **({"model": str(model_path)} if model_path else {})}
+
+
+def _artefact_classifier(path, top):
+    """(run id or path, dataset trained on, class names, classify) of an exported artefact, run by its own
+    runtime; names and dataset come from the model card beside it (label numbers without one)."""
+    import numpy as np
+
+    from mnistcls import evaluate, export  # imports TensorFlow
+
+    runner, card = export.open_artefact(path)
+    _check_input_size(str(path), next(iter(runner.input.values()))["shape"][1:3])
+    count = runner.output["shape"][-1]
+    names = [entry.get("name") for entry in card.get("classes", [])]
+    names = names if len(names) == count else [str(label) for label in range(count)]
+    return (card.get("run") or str(path), card.get("training", {}).get("dataset"), names,
+            lambda pictures: evaluate.rank(runner.predict(np.stack(pictures)), top))
+
+
+def _check_input_size(what, size):
+    if tuple(size) != (images.SIZE, images.SIZE):
+        raise UsageError(f"{what} takes {size[0]}x{size[1]} images; "
+                         f"predict makes {images.SIZE}x{images.SIZE} MNIST-style inputs for models trained on them")
 
 
 def _class_names(run, count):

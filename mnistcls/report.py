@@ -299,7 +299,7 @@ def predictions_table(prediction):
     read = [entry for entry in prediction["images"] if "top" in entry]
     ranks = max(len(entry["top"]) for entry in read)
     rows = [(entry["image"], *[f"{c['class']}  {percent(c['probability'])}" for c in entry["top"]]) for entry in read]
-    return table(f"{prediction['run']} (trained on {prediction['trained_on']})",
+    return table(f"{escape(prediction.get('model') or prediction['run'])} (trained on {prediction['trained_on']})",
                  ["Image", *[f"Guess {rank}" for rank in range(1, ranks + 1)]], rows)
 
 
