@@ -100,10 +100,10 @@ class Checked:
     path: str
     card: str | None  # None when the check failed (nothing was left in place)
     runtime: str
-    bytes: int
-    test_accuracy: float
-    agreement: float  # share of test images with the same top-1 class as the Keras model
-    images_per_second: float
+    bytes: int | None  # None (and so the figures below) when conversion or loading failed
+    test_accuracy: float | None
+    agreement: float | None  # share of test images with the same top-1 class as the Keras model
+    images_per_second: float | None
     passed: bool
     problem: str | None = None
 
@@ -121,8 +121,10 @@ def _write_savedmodel(model, path, quantization, calibration):
     shape = (None, *model.input_shape[1:])
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint("serve", model.call, input_signature=[tf.TensorSpec(shape, tf.float32, name=INPUT_NAME)])
-    archive.add_endpoint("serve_uint8", lambda image: model(tf.cast(image, tf.float32)),
+    # training=False spelt out: Keras' image augmentation layers default to training=True.
+    archive.add_endpoint("serve", lambda image: model(image, training=False),
+                         input_signature=[tf.TensorSpec(shape, tf.float32, name=INPUT_NAME)])
+    archive.add_endpoint("serve_uint8", lambda image: model(tf.cast(image, tf.float32), training=False),
                          input_signature=[tf.TensorSpec(shape, tf.uint8, name=INPUT_NAME)])
     archive.write_out(str(path), verbose=False)
 
@@ -293,12 +295,8 @@ def export_run(reference, formats, *, quantizations=("none",), out=None, runs_di
     for fmt, quantization, path in targets:
         with _staged(path) as staged:
             with nullcontext() if verbose else runtime.stderr_to_devnull():
-                try:
-                    fmt.write(model, staged, quantization, calibration)
-                except Exception as err:  # converters fail with their own errors (ConverterError, ValueError...)
-                    raise MnistclsError(f"{path.name}: the {fmt.name} converter failed ({_first_line(err)}); "
-                                        "--verbose shows its log") from None
-                checked, runner = _check(fmt, quantization, staged, path, dataset, keras_top1, keras_accuracy)
+                checked, runner = _write_and_check(fmt, quantization, model, calibration, staged, path, dataset,
+                                                   keras_top1, keras_accuracy)
             if checked.passed:
                 _put_in_place(staged, path)
                 checked.card = str(_write_card(path, fmt, quantization, run, dataset, runner, checked,
@@ -356,12 +354,15 @@ def _card_path(path):
 
 
 def _deployable(model):
-    """The trained model as it is deployed: float32 throughout, and ending in probabilities.
+    """The trained model as it is deployed: float32 throughout, no training-only layers, probabilities out.
 
     A model trained in mixed precision (bfloat16 or float16 compute) is rebuilt with
     float32 compute around the same (float32) weights: the TFLite converter has no
-    bfloat16 kernels, and every runtime computes float32 best. A model trained on
-    logits gets a softmax on top.
+    bfloat16 kernels, and every runtime computes float32 best. Random layers that
+    pass their input through at inference (augmentation, dropout, noise) are left
+    out: their unused random ops would still be traced, and TFLite has no kernels for
+    them. A model trained on logits gets a softmax on top. build_model makes every
+    model a chain of layers, so the chain is re-laid without them.
     """
     import keras
 
@@ -369,12 +370,27 @@ def _deployable(model):
     for layer in config["layers"]:
         if isinstance(layer["config"].get("dtype"), dict):  # a DTypePolicy, e.g. mixed_bfloat16
             layer["config"]["dtype"] = "float32"
-    deployed = keras.Model.from_config(config)
-    deployed.set_weights(model.get_weights())
+    float32 = keras.Model.from_config(config)
+    float32.set_weights(model.get_weights())
+    x = inputs = keras.Input(shape=float32.input_shape[1:], dtype="float32", name=INPUT_NAME)
+    for layer in float32.layers[1:]:
+        if not _passes_through_at_inference(layer):
+            x = layer(x)
     if model.loss.get_config().get("from_logits"):
-        deployed = keras.Model(deployed.inputs, keras.layers.Softmax(name="probabilities")(deployed.outputs[0]),
-                               name=model.name)
-    return deployed
+        x = keras.layers.Softmax(name="probabilities")(x)
+    return keras.Model(inputs, x, name=model.name)
+
+
+def _passes_through_at_inference(layer):
+    """Whether `layer` is random in training and returns its input unchanged otherwise (tried, not assumed:
+    RandomCrop, say, crops at inference too)."""
+    import keras
+
+    random = any(isinstance(value, keras.random.SeedGenerator) for value in vars(layer).values())
+    if not random or layer.input.shape != layer.output.shape:
+        return False
+    sample = np.random.default_rng(0).uniform(0, 1, (2, *layer.input.shape[1:])).astype(np.float32)
+    return np.array_equal(np.asarray(layer(sample, training=False)), sample)
 
 
 def _calibration_images(dataset):
@@ -389,6 +405,24 @@ def _timed(runner, pixels, entry_point=None):
     start = time.perf_counter()
     probabilities = runner.predict(pixels, entry_point)
     return probabilities, len(pixels) / max(time.perf_counter() - start, 1e-9)
+
+
+def _write_and_check(fmt, quantization, model, calibration, staged, path, dataset, keras_top1, keras_accuracy):
+    """Convert to `staged` and check it; (Checked, Runner or None). A converter or runtime that fails
+    (each with its own errors: ConverterError, ValueError, RuntimeError...) is a failed check."""
+    try:
+        fmt.write(model, staged, quantization, calibration)
+    except Exception as err:  # noqa: BLE001
+        return _failed(fmt, quantization, path, f"the converter failed ({_first_line(err)}); "
+                                                "--verbose shows its log"), None
+    try:
+        return _check(fmt, quantization, staged, path, dataset, keras_top1, keras_accuracy)
+    except Exception as err:  # noqa: BLE001
+        return _failed(fmt, quantization, path, f"{fmt.runtime} cannot run it ({_first_line(err)})"), None
+
+
+def _failed(fmt, quantization, path, problem):
+    return Checked(fmt.name, quantization, str(path), None, fmt.runtime, None, None, None, None, False, problem)
 
 
 def _check(fmt, quantization, staged, path, dataset, keras_top1, keras_accuracy):

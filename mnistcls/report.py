@@ -6,6 +6,7 @@ with thousands separators, accuracies as percentages, one style of title.
 
 import json
 import sys
+from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
@@ -308,16 +309,19 @@ def export_table(exported):
     keras = exported["keras"]
     rows = [("keras (reference)", "float32", "-", percent(keras["test_accuracy"]), "-",
              f"{keras['images_per_second']:,.0f}", "")]
-    rows += [(escape(e["path"]), e["quantization"] if e["quantization"] != "none" else "float32",
+    rows += [(escape(Path(e["path"]).name), e["quantization"] if e["quantization"] != "none" else "float32",
               _bytes(e["bytes"]), percent(e["test_accuracy"]), percent(e["agreement"]),
-              f"{e['images_per_second']:,.0f}", "[green]passed[/]" if e["passed"] else "[red]failed[/]")
+              "-" if e["images_per_second"] is None else f"{e['images_per_second']:,.0f}",
+              "[green]passed[/]" if e["passed"] else "[red]failed[/]")
              for e in exported["exports"]]
-    return table(f"Exports of {escape(exported['run'])} (checked on {keras['images']:,} {exported['dataset']} "
-                 "test images)", ["Artefact", "Weights", "Size>", "Test acc>", "Agrees>", "Images/s>", "Check"],
+    return table(f"Exports of {escape(exported['run'])} in {escape(exported['out'])} (checked on "
+                 f"{keras['images']:,} {escape(exported['dataset'])} test images)", ["Artefact", "Weights", "Size>", "Test acc>", "Agrees>", "Images/s>", "Check"],
                  rows, caption="Agrees: share of test images with the Keras model's top-1 class")
 
 
 def _bytes(n):
+    if n is None:
+        return "-"
     return f"{n / 1e6:,.2f} MB" if n >= 1e5 else f"{n / 1e3:,.1f} kB"
 
 

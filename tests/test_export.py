@@ -3,6 +3,7 @@ compared with the Keras model of a tiny run trained once on a slice of real Fash
 
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -195,3 +196,23 @@ def test_predict_wants_one_of_run_and_model(tiny_run, exported, tmp_path):
     (tmp_path / "notes.txt").write_text("not a model")
     wrong = CliRunner().invoke(cli, ["predict", "--model", str(tmp_path / "notes.txt"), "x.png"])
     assert wrong.exit_code == 2 and "not an exported model" in wrong.output
+
+
+def test_augmentation_layers_are_left_out_and_logits_become_probabilities(small_fashion, tmp_path):
+    import onnxruntime
+
+    spec = str(Path(__file__).parent / "specs" / "tiny_augmented_logits.yaml")
+    trained = CliRunner().invoke(cli, ["train", "-c", spec, "-d", str(small_fashion), "--runs-dir", str(tmp_path),
+                                       "--json"])
+    assert trained.exit_code == 0, trained.output
+    run_id = json.loads(trained.stdout)[0]["run"]
+    result = run_export(tmp_path, run_id, "-f", "tflite", "-f", "onnx", "-f", "savedmodel", "--out",
+                        str(tmp_path / "out"), "--json")
+    assert result.exit_code == 0, result.output
+    assert all(e["passed"] and e["agreement"] >= 0.999 for e in json.loads(result.stdout)["exports"])
+
+    images = data.load(str(small_fashion), splits=("test",)).x_test[..., None].astype(np.float32)
+    onnx = onnxruntime.InferenceSession(str(tmp_path / "out" / "model.onnx"), providers=["CPUExecutionProvider"])
+    for outputs in (tflite_outputs(tmp_path / "out" / "model.tflite", images),
+                    onnx.run(None, {onnx.get_inputs()[0].name: images})[0]):
+        assert outputs.min() >= 0 and np.allclose(outputs.sum(axis=1), 1, atol=1e-5)  # probabilities, not logits
