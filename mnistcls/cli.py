@@ -477,7 +477,7 @@ def export_command(ctx, reference, formats, quantizations, out, runs_dir, data_d
     _tensorflow(ctx)  # before export's imports (Keras, the converters), so their start-up lines are quiet
     from mnistcls import export
 
-    exported = export.export_run(reference, formats, quantizations=quantizations or ("none",), out=out,
+    exported = export.export_run(reference, formats, quantizations=quantizations, out=out,
                                  runs_directory=runs_dir, data_dir=data_dir, offline=offline,
                                  verbose=ctx.find_root().params["verbose"])
     failed = [e for e in exported["exports"] if not e["passed"]]

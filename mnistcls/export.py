@@ -65,16 +65,16 @@ class Format:
     """One export format: how to write it, how its own runtime runs it, and what it needs installed."""
 
     name: str
+    file: str  # the artefact's name in the output folder (float32)
     runtime: str  # in words, for the table and the card
     packages: tuple  # (import name, distribution name) of what this format needs beyond mnistcls
     write: object  # (keras model, path, quantization, calibration images) -> None
     open: object  # path -> Runner
 
     def artefact(self, quantization):
-        if self.name == "savedmodel":
-            return "savedmodel"
-        suffix = "" if quantization == "none" else f"-{quantization}"
-        return f"model{suffix}.{self.name}"
+        """The file name: model.tflite, or model-int8.tflite for a quantised one."""
+        stem, dot, suffix = self.file.partition(".")
+        return self.file if quantization == "none" else f"{stem}-{quantization}{dot}{suffix}"
 
 
 @dataclass
@@ -198,8 +198,11 @@ def _open_onnx(path):
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (given,), (returned,) = session.get_inputs(), session.get_outputs()
-    describe = lambda node: {"name": node.name, "shape": [d if isinstance(d, int) else None for d in node.shape],
-                             "dtype": node.type.removeprefix("tensor(").rstrip(")").replace("float", "float32")}
+
+    def describe(node):  # ONNX names float32 "tensor(float)"; a symbolic batch size is a string
+        return {"name": node.name, "shape": [d if isinstance(d, int) else None for d in node.shape],
+                "dtype": {"tensor(float)": "float32"}.get(node.type, node.type)}
+
     return Runner({"onnx": lambda batch: session.run(None, {given.name: batch.astype(np.float32)})[0]},
                   {"onnx": describe(given)}, describe(returned))
 
@@ -232,25 +235,26 @@ def _dequantize(values, detail):
 
 
 FORMATS = {f.name: f for f in (
-    Format("savedmodel", "TensorFlow (tf.saved_model.load)", (("tensorflow", "tensorflow"),),
+    Format("savedmodel", "savedmodel", "TensorFlow (tf.saved_model.load)", (),  # TensorFlow: mnistcls' own
            _write_savedmodel, _open_savedmodel),
-    Format("tflite", "LiteRT interpreter (ai-edge-litert)", (("ai_edge_litert", "ai-edge-litert"),),
+    Format("tflite", "model.tflite", "LiteRT interpreter (ai-edge-litert)", (("ai_edge_litert", "ai-edge-litert"),),
            _write_tflite, _open_tflite),
-    Format("onnx", "onnxruntime (CPU)", (("tf2onnx", "tf2onnx"), ("onnx", "onnx"), ("onnxruntime", "onnxruntime")),
-           _write_onnx, _open_onnx),
+    Format("onnx", "model.onnx", "onnxruntime (CPU)",
+           (("tf2onnx", "tf2onnx"), ("onnx", "onnx"), ("onnxruntime", "onnxruntime")), _write_onnx, _open_onnx),
 )}
-SUFFIXES = {f".{name}": name for name in FORMATS if name != "savedmodel"}  # a SavedModel is a folder
+SUFFIXES = {Path(f.file).suffix: f.name for f in FORMATS.values() if Path(f.file).suffix}  # a SavedModel: a folder
 
 
 # --- the export command ----------------------------------------------------------------
 
-def export_run(reference, formats, *, quantizations=("none",), out=None, runs_directory=None, data_dir=None,
+def export_run(reference, formats, *, quantizations=(), out=None, runs_directory=None, data_dir=None,
                offline=None, verbose=False):
     """Export run `reference`'s model in each of `formats`; check every artefact before it is put in place.
 
     Args:
         formats: names from FORMATS.
-        quantizations: for TFLite, one artefact per entry of QUANTIZATIONS; the other formats are float32.
+        quantizations: for TFLite, one artefact per entry of QUANTIZATIONS (none: float32 only); the
+            other formats are float32.
         out: the folder the artefacts go into (default: the run folder's `export/`).
         verbose: let the converters and runtimes print their own log lines.
 
