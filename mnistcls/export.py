@@ -161,7 +161,9 @@ def _open_savedmodel(path):
     import tensorflow as tf
 
     loaded = tf.saved_model.load(str(path))
-    signatures = {name: loaded.signatures[name] for name in ("serving_default", "serve_uint8")}
+    # Ours has both; a plain Keras model.export() of an mnistcls model has serving_default alone.
+    signatures = {name: loaded.signatures[name] for name in ("serving_default", "serve_uint8")
+                  if name in loaded.signatures}
 
     def entry(signature):
         dtype = signature.structured_input_signature[1][INPUT_NAME].dtype.as_numpy_dtype
