@@ -112,8 +112,13 @@ def classify(model, images, top):
         One list per image of (class index, probability) pairs.
     """
     outputs = _probabilities(model, model.predict(np.stack(images)[..., None], batch_size=EVAL_BATCH_SIZE, verbose=0))
-    best = np.argsort(-outputs, axis=1, kind="stable")[:, :top]
-    return [[(int(c), float(row[c])) for c in classes] for row, classes in zip(outputs, best)]
+    return rank(outputs, top)
+
+
+def rank(probabilities, top):
+    """The `top` (class index, probability) pairs of each row of `probabilities`, best first."""
+    best = np.argsort(-probabilities, axis=1, kind="stable")[:, :top]
+    return [[(int(c), float(row[c])) for c in classes] for row, classes in zip(probabilities, best)]
 
 
 def _probabilities(model, outputs):

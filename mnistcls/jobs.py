@@ -6,6 +6,7 @@ study is found in seconds, not hours. Each run is then trained and recorded in
 turn.
 """
 
+import functools
 import hashlib
 import itertools
 import json
@@ -278,8 +279,9 @@ def _number_or_text(value):
 
 # --- predict ----------------------------------------------------------------------------
 
-def predict_images(reference, paths, *, top, runs_directory=None, show_path=None):
-    """Classify the user's image files with a run's model, each prepared as the model's training images were.
+def predict_images(reference, paths, *, top, model_path=None, runs_directory=None, show_path=None):
+    """Classify the user's image files with a run's model, or with an exported artefact at `model_path`,
+    each prepared as the model's training images were.
 
     An unreadable file gets an "error" entry and the others are still classified.
     With `show_path`, writes each original beside the 28x28 input the model saw.
@@ -290,13 +292,15 @@ def predict_images(reference, paths, *, top, runs_directory=None, show_path=None
     """
     from mnistcls import evaluate  # imports TensorFlow
 
-    run = runs.find(reference, runs_directory)
-    model = evaluate.load_model(_saved_model(run))
-    style = _picture_style(run)
-    if tuple(model.input_shape[1:3]) != (images.SIZE, images.SIZE):
-        raise UsageError(f"run {run.id}'s model takes {model.input_shape[1]}x{model.input_shape[2]} images; "
-                         f"predict makes {images.SIZE}x{images.SIZE} inputs for models trained on them")
-    names = _class_names(run, model.output_shape[-1])
+    if model_path:
+        source, trained_on, style, names, classify = _artefact_classifier(model_path, top)
+    else:
+        run = runs.find(reference, runs_directory)
+        model = evaluate.load_model(_saved_model(run))
+        _check_input_size(f"run {run.id}'s model", model.input_shape[1:3])
+        source, trained_on, style = run.id, run.info.get("dataset"), runs.picture_style(run)
+        names = _class_names(run, model.output_shape[-1])
+        classify = functools.partial(evaluate.classify, model, top=top)
     entries, pictures = [], []
     for path in paths:
         try:
@@ -306,7 +310,7 @@ def predict_images(reference, paths, *, top, runs_directory=None, show_path=None
             entries.append({"image": str(path), "error": str(err)})
     readable = [entry for entry in entries if "error" not in entry]
     if pictures:
-        for entry, ranked in zip(readable, evaluate.classify(model, [inputs for _, inputs in pictures], top)):
+        for entry, ranked in zip(readable, classify([inputs for _, inputs in pictures])):
             entry["top"] = [{"class": names[c], "label": c, "probability": p} for c, p in ranked]
     shown = None
     if show_path and pictures:
@@ -315,21 +319,33 @@ def predict_images(reference, paths, *, top, runs_directory=None, show_path=None
             Path(entry["image"]).name, f"model input\n{entry['top'][0]['class']} {entry['top'][0]['probability']:.0%}")]
         shown = str(plots.image_grid(pairs, titles, show_path, cols=2,
                                      title=f"What the model saw ({style} style: {specs.STYLES[style]})"))
-    return {"run": run.id, "trained_on": run.info.get("dataset"), "style": style, "images": entries, "show": shown}
+    return {"run": source, "trained_on": trained_on, "style": style, "images": entries, "show": shown,
+            **({"model": str(model_path)} if model_path else {})}
 
 
-def _picture_style(run):
-    """The style (spec.STYLES) the run's training images were prepared in: its spec's data.style, else its dataset's."""
-    recorded = run.spec_data
-    section = recorded.get("data") if isinstance(recorded, dict) else None
-    section = section if isinstance(section, dict) else {}
-    data_spec = specs.DataSpec(dataset=run.info.get("dataset") or section.get("dataset"),
-                               style=section.get("style", "auto"))
-    style = data_spec.picture_style()
-    if style not in images.PREPARATIONS:
-        raise UsageError(f"run {run.id}: its spec.yaml names an unknown data.style {style!r}; "
-                         f"the run folder is damaged")
-    return style
+def _artefact_classifier(path, top):
+    """(run id or path, dataset trained on, picture style, class names, classify) of an exported artefact,
+    run by its own runtime; all but the last come from the model card beside it (defaults without one)."""
+    import numpy as np
+
+    from mnistcls import evaluate, export  # imports TensorFlow
+
+    runner, card = export.open_artefact(path)
+    _check_input_size(str(path), next(iter(runner.input.values()))["shape"][1:3])
+    count = runner.output["shape"][-1]
+    names = [entry.get("name") for entry in card.get("classes", [])]
+    names = names if len(names) == count else [str(label) for label in range(count)]
+    style = card.get("photo_preparation", {}).get("style", "mnist")
+    if style not in specs.STYLES:
+        raise UsageError(f"{path}: its model card names an unknown picture style {style!r}")
+    return (card.get("run") or str(path), card.get("training", {}).get("dataset"), style, names,
+            lambda pictures: evaluate.rank(runner.predict(np.stack(pictures)), top))
+
+
+def _check_input_size(what, size):
+    if tuple(size) != (images.SIZE, images.SIZE):
+        raise UsageError(f"{what} takes {size[0]}x{size[1]} images; "
+                         f"predict makes {images.SIZE}x{images.SIZE} inputs for models trained on them")
 
 
 def _class_names(run, count):

@@ -6,6 +6,7 @@ with thousands separators, accuracies as percentages, one style of title.
 
 import json
 import sys
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -330,9 +331,31 @@ def predictions_table(prediction):
     read = [entry for entry in prediction["images"] if "top" in entry]
     ranks = max(len(entry["top"]) for entry in read)
     rows = [(entry["image"], *[f"{c['class']}  {percent(c['probability'])}" for c in entry["top"]]) for entry in read]
-    return table(f"{prediction['run']} (trained on {prediction['trained_on']}; "
+    return table(f"{prediction.get('model') or prediction['run']} (trained on {prediction['trained_on']}; "
                  f"pictures prepared in its {prediction['style']} style)",
                  ["Image", *[f"Guess {rank}" for rank in range(1, ranks + 1)]], rows)
+
+
+def export_table(exported):
+    """`mnistcls export`: each artefact's size, test accuracy, agreement with Keras and speed."""
+    keras = exported["keras"]
+    rows = [("keras (reference)", "float32", "-", percent(keras["test_accuracy"]), "-",
+             f"{keras['images_per_second']:,.0f}", "")]
+    rows += [(Path(e["path"]).name, e["quantization"] if e["quantization"] != "none" else "float32",
+              _bytes(e["bytes"]), percent(e["test_accuracy"]), percent(e["agreement"]),
+              "-" if e["images_per_second"] is None else f"{e['images_per_second']:,.0f}",
+              styled("passed", "green") if e["passed"] else styled("failed", "red"))
+             for e in exported["exports"]]
+    return table(f"Exports of {exported['run']} in {exported['out']} (checked on "
+                 f"{keras['images']:,} {exported['dataset']} test images)",
+                 ["Artefact", "Weights", "Size>", "Test acc>", "Agrees>", "Images/s>", "Check"],
+                 rows, caption="Agrees: share of test images with the Keras model's top-1 class")
+
+
+def _bytes(n):
+    if n is None:
+        return "-"
+    return f"{n / 1e6:,.2f} MB" if n >= 1e5 else f"{n / 1e3:,.1f} kB"
 
 
 def speed_table(speeds, device):

@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 
 from mnistcls.errors import UsageError
-from mnistcls.spec import read_yaml
+from mnistcls.spec import STYLES, DataSpec, read_yaml
 from mnistcls.files import read_json, write_json, write_text
 
 
@@ -88,6 +88,19 @@ class Run:
 
     def update(self, **fields):
         write_json(self.path / "run.json", {**self.info, **fields})
+
+
+def picture_style(run):
+    """The style (spec.STYLES) the run's training images were prepared in: its spec's data.style, else its dataset's."""
+    recorded = run.spec_data
+    section = recorded.get("data") if isinstance(recorded, dict) else None
+    section = section if isinstance(section, dict) else {}
+    style = DataSpec(dataset=run.info.get("dataset") or section.get("dataset"),
+                     style=section.get("style", "auto")).picture_style()
+    if style not in STYLES:
+        raise UsageError(f"run {run.id}: its spec.yaml names an unknown data.style {style!r}; "
+                         f"the run folder is damaged")
+    return style
 
 
 def create(directory, spec, dataset, environment, started=None):

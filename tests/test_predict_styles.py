@@ -130,4 +130,4 @@ def test_the_picture_style_is_the_datasets_unless_the_spec_names_one(tmp_path, d
     (run / "run.json").write_text(json.dumps({"dataset": dataset}))
     section = {"dataset": dataset, **({"style": spec_style} if spec_style else {})}
     (run / "spec.yaml").write_text(json.dumps({"data": section}))
-    assert jobs._picture_style(runs.Run(run)) == style
+    assert runs.picture_style(runs.Run(run)) == style
