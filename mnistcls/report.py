@@ -34,7 +34,8 @@ def table(title, columns, rows, caption=None):
 
 
 def count(n):
-    return f"{n:,}"
+    """A whole number with thousands separators; None (unknown) as "n/a"."""
+    return "n/a" if n is None else f"{n:,}"
 
 
 def percent(x):
@@ -61,8 +62,10 @@ def model_summary(summary):
     caption = (f"Total params: {count(summary.total)}\n"
                f"Trainable params: {count(summary.trainable)}\n"
                f"Non-trainable params: {count(summary.non_trainable)}\n"
-               f"Multiply-accumulates per image: {count(summary.macs)} "
-               f"({2 * summary.macs / 1e6:.1f} MFLOPs)")
+               f"Multiply-accumulates per image: {count(summary.macs)} ({_mflops(summary.macs, 1)} MFLOPs)")
+    caption += ("\nMACs of pooling, activation, normalization, dropout and reshaping layers count as 0 "
+                "(next to nothing)" + ("; n/a: a layer type whose MACs mnistcls cannot count" if summary.macs is None
+                                       else ""))
     title = f"{summary.name}: {summary.description}" if summary.description else summary.name
     return table(title, ["Layer (type)", "Output Shape", "Param #>", "MACs>"], rows, caption)
 
@@ -70,10 +73,14 @@ def model_summary(summary):
 def models_overview(summaries):
     """One line per model: what `mnistcls summary` shows without --config."""
     rows = [(s.name, len(s.rows) - 1, count(s.total), count(s.trainable),
-             count(s.non_trainable), f"{2 * s.macs / 1e6:.2f}M", s.description) for s in summaries]
+             count(s.non_trainable), f"{_mflops(s.macs, 2)}M", s.description) for s in summaries]
     return table("Bundled configs",
                  ["Config", "Layers>", "Params>", "Trainable>", "Non-trainable>", "FLOPs/image>", "Description"],
                  rows)
+
+
+def _mflops(macs, digits):
+    return "n/a" if macs is None else f"{2 * macs / 1e6:.{digits}f}"
 
 
 # --- training ----------------------------------------------------------------------
