@@ -17,7 +17,7 @@ from pathlib import Path
 
 from mnistcls import data, images, plots, report, runs, runtime, spec as specs
 from mnistcls.build import build_model, summarize
-from mnistcls.errors import DataError, Interrupted, SpecError, UsageError
+from mnistcls.errors import DataError, Diverged, Interrupted, SpecError, UsageError
 
 
 @dataclass
@@ -124,11 +124,17 @@ def _train_one(job, dataset, placement, runs_directory, quiet):
         runs.resume(job.run)
     else:
         precision = runtime.choose_precision(spec.train.precision, placement.on_gpu)
+    steps = train.steps_per_epoch(spec.train, len(dataset.x_train))
+    per_execution = train.steps_per_execution(spec.train, steps, placement.strategy)
     run = job.run or runs.create(runs_directory, spec, job.dataset, {
         "sweep": job.sweep, "device": placement.description,
         "replicas": placement.strategy.num_replicas_in_sync,
         "precision": precision, "versions": runtime.versions(), "command": sys.argv,
         "data": {"source": dataset.source, "verified": dataset.verified},
+        # What best_val_* were measured on: "test" makes them the best test scores seen during training.
+        "validation": spec.train.validation,
+        # The spec's steps_per_execution is lowered to a divisor of the epoch's steps: the one really used.
+        "steps_per_epoch": steps, "steps_per_execution": per_execution,
     }, started=runtime.chiefs_value(placement, time.time()))
     title = f"{spec.name} on {dataset.name}  ({precision}, run {run.path})"
     try:
@@ -139,6 +145,9 @@ def _train_one(job, dataset, placement, runs_directory, quiet):
         run.update(status="interrupted")
         raise Interrupted(f"interrupted: {run.path} keeps the last completed epoch; "
                           f"continue with: mnistcls train --resume {run.id}") from None
+    except Diverged as err:
+        run.update(status="diverged", error=str(err))
+        raise Diverged(f"run {run.id}: {err}") from None
     except BaseException as err:
         run.update(status="failed", error=f"{type(err).__name__}: {err}")
         raise
