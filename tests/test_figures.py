@@ -122,3 +122,11 @@ def test_tables_mixing_test_and_hold_out_validation_mark_the_test_scores():
     console.print(report.results_table(rows))
     text = console.export_text()
     assert "90.00% (test)" in text and "80.00% (test)" not in text and "best test accuracy" in text
+
+
+@pytest.mark.parametrize("config", ["fast_fashion", "best_fashion", "fast_mnist", "best_mnist"])
+def test_our_own_recipes_validate_on_a_hold_out_not_on_the_test_set(config):
+    from mnistcls import spec as specs
+
+    validation = specs.load_spec(f"{config}.yaml").train.validation
+    assert validation != "test" and 0 < validation < 1
