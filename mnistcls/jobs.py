@@ -153,7 +153,8 @@ def _train_one(job, dataset, placement, runs_directory, quiet):
         raise
     runs.finish(run, result.to_dict())
     shutil.rmtree(run.path / "backup", ignore_errors=True)  # only an unfinished run needs it
-    plots.learning_curves({run.id: run.curves}, run.path / "curves.png", title=f"{spec.name} on {dataset.name}")
+    plots.learning_curves({run.id: run.curves}, run.path / "curves.png", title=f"{spec.name} on {dataset.name}",
+                          validation=_validated_on([spec.train.validation]))
     row = {"run": run.id, "config": spec.name, "dataset": dataset.name, "sweep": job.sweep, **result.to_dict()}
     if not quiet:
         report.console.print(report.results_table([row]))
@@ -243,8 +244,17 @@ def compare_runs(references, *, runs_directory=None, curves_path, sweep_path):
         raise UsageError(f"no completed epoch to draw in run {', '.join(empty)}")
     rows = [runs.describe(run) for run in chosen]
     curves = plots.learning_curves({run.id: run.curves for run in chosen}, curves_path,
-                                   title=f"{len(chosen)} runs compared")
+                                   title=f"{len(chosen)} runs compared",
+                                   validation=_validated_on([row["validation"] for row in rows]))
     return {"runs": rows, "curves": str(curves), "sweep": _sweep_picture(rows, sweep_path)}
+
+
+def _validated_on(validations):
+    """What the val_* figures of runs with these `validation` settings measure, for a picture's labels.
+
+    With `validation: test` they are test scores taken during training, and are named so.
+    """
+    return "test" if validations and all(v == "test" for v in validations) else "validation"
 
 
 def _sweep_picture(rows, path):
@@ -260,7 +270,8 @@ def _sweep_picture(rows, path):
     nan = float("nan")  # an unfinished run may not have validated yet
     return str(plots.sweep_plot(values, [row.get("best_val_loss", nan) for row in rows],
                                 [row.get("best_val_accuracy", nan) for row in rows], path,
-                                param_name=swept, log_x=log_x))
+                                param_name=swept, log_x=log_x,
+                                validation=_validated_on([row["validation"] for row in rows])))
 
 
 def _number_or_text(value):

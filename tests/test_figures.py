@@ -130,3 +130,13 @@ def test_our_own_recipes_validate_on_a_hold_out_not_on_the_test_set(config):
 
     validation = specs.load_spec(f"{config}.yaml").train.validation
     assert validation != "test" and 0 < validation < 1
+
+
+def test_pictures_name_test_set_validation_for_what_it_is():
+    from mnistcls import plots
+
+    history = {"loss": [1.0, 0.5], "val_loss": [1.1, 0.6], "accuracy": [0.5, 0.7], "val_accuracy": [0.4, 0.6]}
+    fig = plots.learning_curves_figure({"a": history}, validation="test")
+    assert "test" in [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
+    fig = plots.sweep_plot_figure([1, 2], [0.5, 0.4], [0.8, 0.9], param_name="units", validation="test")
+    assert [ax.get_title() for ax in fig.axes] == ["best test loss", "best test accuracy"]
