@@ -111,10 +111,14 @@ def fit(spec, dataset, run_dir, *, strategy, precision, progress=None):
 
 
 def _check_finite(history):
-    """Raise Diverged when the last recorded epoch's training loss is NaN or infinite."""
-    if history and not np.isfinite(history[-1].get("loss", 0.0)):
-        last = history[-1]
-        raise Diverged(f"training diverged in epoch {last['epoch']} (loss {last['loss']}) at learning rate "
+    """Raise Diverged when the last recorded epoch's loss (training or validation) is NaN or infinite.
+
+    The validation loss catches weights that broke in the epoch's last step.
+    """
+    last = history[-1] if history else {}
+    broken = [f"{key} {last[key]}" for key in ("loss", "val_loss") if key in last and not np.isfinite(last[key])]
+    if broken:
+        raise Diverged(f"training diverged in epoch {last['epoch']} ({', '.join(broken)}) at learning rate "
                        f"{last['learning_rate']:.3g}: lower the learning rate (--lr or train.optimizer.learning_rate)")
 
 
