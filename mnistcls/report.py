@@ -208,22 +208,37 @@ class DownloadProgress:
 
 # --- data ----------------------------------------------------------------------------
 
-_FILE_MARKS = {"verified": "[green]verified[/]", "bad": "[red]BAD[/]", "missing": "[dim]-[/]",
-               "not checked": "[yellow]not checked[/]"}
+_FILE_MARKS = {"verified": "[green]ok[/]", "bad": "[red]BAD[/]", "missing": "[dim]-[/]",
+               "not checked": "[yellow]?[/]"}
+_FILE_HEADERS = {"train-images-idx3-ubyte": "train\nimages", "train-labels-idx1-ubyte": "train\nlabels",
+                 "t10k-images-idx3-ubyte": "test\nimages", "t10k-labels-idx1-ubyte": "test\nlabels"}
 
 
 def dataset_places(dataset_report):
-    """For `data list`: every place looked for one dataset, and what each file there is."""
-    files = [f.file.replace("-ubyte", "") for f in dataset_report.places[0].files]
-    rows = [(p.place, p.path if p.exists else f"[dim]{p.path} (none)[/]",
-             *[_FILE_MARKS[str(f.status)] for f in p.files]) for p in dataset_report.places]
+    """For `data list`: every place looked for one dataset, what each file there is, and why a copy is bad.
+
+    Narrow enough for an 80-column terminal: a place's path folds under its name,
+    files get one short mark each, and each bad copy's reason is a line below.
+    """
+    t = Table(title=f"{dataset_report.title} ({dataset_report.name})", title_justify="left",
+              caption_justify="left")
+    t.add_column("Place (path)", overflow="fold", ratio=1)
+    for file in dataset_report.places[0].files:
+        t.add_column(_FILE_HEADERS.get(file.file, file.file), justify="center", no_wrap=True)
+    for place in dataset_report.places:
+        path = escape(place.path) if place.exists else f"[dim]{escape(place.path)} (none)[/]"
+        t.add_row(f"{escape(place.place)}\n{path}", *[_FILE_MARKS[str(f.status)] for f in place.files])
+    lines = ["ok: verified   BAD: wrong or damaged   -: missing   ?: not checked yet"]
+    lines += [f"[red]BAD[/] {escape(f.path)}: {escape(f.reason)}"
+              for place in dataset_report.places for f in place.files if f.status == "bad"]
     if dataset_report.ready:
-        caption = "[green]ready[/]: every file's first copy is verified"
+        lines.append("[green]ready[/]: every file's first copy is verified")
     else:
         missing = dataset_report.missing
-        caption = (f"[red]missing[/]: {', '.join(missing)}\n" if missing else "[red]not ready[/]: a file is bad\n")
-        caption += "\n".join(dataset_report.advice)
-    return table(f"{dataset_report.title} ({dataset_report.name})", ["Place", "Path", *files], rows, caption)
+        lines.append(f"[red]missing[/]: {', '.join(missing)}" if missing else "[red]not ready[/]: a file is bad")
+        lines += [escape(line) for line in dataset_report.advice]
+    t.caption = "\n".join(lines)
+    return t
 
 
 # --- evaluate ------------------------------------------------------------------------
