@@ -331,8 +331,8 @@ def run_info_table(run):
               ("Device", f"{info.get('device')}, {info.get('precision')}"),
               ("Validation", _validation_text(info.get("validation"))),
               ("Steps", f"{info['steps_per_epoch']:,} per epoch, {info['steps_per_execution']} per call into "
-                        "TensorFlow (the spec's steps_per_execution, or the largest divisor of the steps per epoch below it)"
-               if "steps_per_execution" in info else "-"),
+                        "TensorFlow (the spec's steps_per_execution, or the largest divisor of the steps per "
+                        "epoch below it)" if "steps_per_execution" in info else "-"),
               ("Command", " ".join(["mnistcls", *info["command"][1:]]) if info.get("command") else "-")]
     if "error" in info:
         fields.append(("Error", f"[red]{info['error']}[/]"))

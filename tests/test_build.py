@@ -48,7 +48,8 @@ def test_multiply_accumulates_match_hand_counts(tmp_path, model_yaml, kind, macs
 
 
 def test_a_layer_mnistcls_cannot_count_is_unknown_not_zero(tmp_path):
-    summary = summary_of(tmp_path, "  - flatten\n  - EinsumDense: {equation: 'ab,bc->ac', output_shape: 10, activation: softmax}\n")
+    summary = summary_of(tmp_path, "  - flatten\n"
+                                   "  - EinsumDense: {equation: 'ab,bc->ac', output_shape: 10, activation: softmax}\n")
     assert macs_by_type(summary)["EinsumDense"] is None
     assert summary.macs is None and summary.to_dict()["flops_per_image"] is None
 
@@ -62,7 +63,8 @@ def test_a_layer_mnistcls_cannot_count_is_unknown_not_zero(tmp_path):
 
 def test_a_layer_that_cannot_take_its_input_is_a_spec_problem(tmp_path):
     with pytest.raises(SpecError, match="cannot work here"):
-        summary_of(tmp_path, "  - flatten\n  - conv2d: {filters: 4, kernel_size: 3}\n  - dense: {units: 10, activation: softmax}\n")
+        summary_of(tmp_path, "  - flatten\n  - conv2d: {filters: 4, kernel_size: 3}\n"
+                             "  - dense: {units: 10, activation: softmax}\n")
 
 
 def test_a_bug_while_building_is_not_reported_as_a_spec_problem(tmp_path, monkeypatch):
