@@ -52,8 +52,8 @@ def data_options(command):
     command = click.option("--offline", is_flag=True, default=None,
                            help="Never download; also MNISTCLS_OFFLINE=1.")(command)
     return click.option("--data-dir", type=click.Path(file_okay=False), metavar="DIR",
-                        help="Folder with one subfolder per dataset (mnist/, fashion/); "
-                             "also MNISTCLS_DATA_DIR.")(command)
+                        help="Folder with one subfolder per dataset (mnist/, fashion/), looked in first; "
+                             "default: $MNISTCLS_DATA_DIR, which this replaces.")(command)
 
 
 precision_option = click.option("--precision", type=click.Choice(PRECISIONS),
@@ -184,7 +184,8 @@ def data():
 
 @data.command("list")
 @click.option("--data-dir", type=click.Path(file_okay=False), metavar="DIR",
-              help="Also look in this folder (as MNISTCLS_DATA_DIR does).")
+              help="Look first in this folder instead of $MNISTCLS_DATA_DIR (the cache and system "
+                   "folders are still looked in).")
 @json_option
 def data_list(data_dir, as_json):
     """Show every place each dataset is looked for, what is there, and whether it verified.

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from mnistcls import data, images, plots, report, runs, runtime, spec as specs
 from mnistcls.build import build_model, summarize
-from mnistcls.errors import DataError, Interrupted, SpecError, UsageError
+from mnistcls.errors import DataError, Diverged, Interrupted, SpecError, UsageError
 
 
 @dataclass
@@ -126,11 +126,17 @@ def _train_one(job, dataset, placement, runs_directory, quiet):
         runs.resume(job.run)
     else:
         precision = runtime.choose_precision(spec.train.precision, placement.on_gpu)
+    steps = train.steps_per_epoch(spec.train, len(dataset.x_train))
+    per_execution = train.steps_per_execution(spec.train, steps, placement.strategy)
     run = job.run or runs.create(runs_directory, spec, job.dataset, {
         "sweep": job.sweep, "device": placement.description,
         "replicas": placement.strategy.num_replicas_in_sync,
         "precision": precision, "versions": runtime.versions(), "command": sys.argv,
         "data": {"source": dataset.source, "verified": dataset.verified},
+        # What best_val_* were measured on: "test" makes them the best test scores seen during training.
+        "validation": spec.train.validation,
+        # The spec's steps_per_execution is lowered to a divisor of the epoch's steps: the one really used.
+        "steps_per_epoch": steps, "steps_per_execution": per_execution,
     }, started=runtime.chiefs_value(placement, time.time()))
     title = f"{spec.name} on {dataset.name}  ({precision}, run {run.path})"
     try:
@@ -141,12 +147,16 @@ def _train_one(job, dataset, placement, runs_directory, quiet):
         run.update(status="interrupted")
         raise Interrupted(f"interrupted: {run.path} keeps the last completed epoch; "
                           f"continue with: mnistcls train --resume {run.id}") from None
+    except Diverged as err:
+        run.update(status="diverged", error=str(err))
+        raise Diverged(f"run {run.id}: {err}") from None
     except BaseException as err:
         run.update(status="failed", error=f"{type(err).__name__}: {err}")
         raise
     runs.finish(run, result.to_dict())
     shutil.rmtree(run.path / "backup", ignore_errors=True)  # only an unfinished run needs it
-    plots.learning_curves({run.id: run.curves}, run.path / "curves.png", title=f"{spec.name} on {dataset.name}")
+    plots.learning_curves({run.id: run.curves}, run.path / "curves.png", title=f"{spec.name} on {dataset.name}",
+                          validation=_validated_on([spec.train.validation]))
     row = {"run": run.id, "config": spec.name, "dataset": dataset.name, "sweep": job.sweep, **result.to_dict()}
     if not quiet:
         report.console.print(report.results_table([row]))
@@ -247,8 +257,17 @@ def compare_runs(references, *, runs_directory=None, curves_path, sweep_path):
         raise UsageError(f"no completed epoch to draw in run {', '.join(empty)}")
     rows = [runs.describe(run) for run in chosen]
     curves = plots.learning_curves({run.id: run.curves for run in chosen}, curves_path,
-                                   title=f"{len(chosen)} runs compared")
+                                   title=f"{len(chosen)} runs compared",
+                                   validation=_validated_on([row["validation"] for row in rows]))
     return {"runs": rows, "curves": str(curves), "sweep": _sweep_picture(rows, sweep_path)}
+
+
+def _validated_on(validations):
+    """What the val_* figures of runs with these `validation` settings measure, for a picture's labels.
+
+    With `validation: test` they are test scores taken during training, and are named so.
+    """
+    return "test" if validations and all(v == "test" for v in validations) else "validation"
 
 
 def _sweep_picture(rows, path):
@@ -264,7 +283,8 @@ def _sweep_picture(rows, path):
     nan = float("nan")  # an unfinished run may not have validated yet
     return str(plots.sweep_plot(values, [row.get("best_val_loss", nan) for row in rows],
                                 [row.get("best_val_accuracy", nan) for row in rows], path,
-                                param_name=swept, log_x=log_x))
+                                param_name=swept, log_x=log_x,
+                                validation=_validated_on([row["validation"] for row in rows])))
 
 
 def _number_or_text(value):

@@ -5,6 +5,7 @@ with thousands separators, accuracies as percentages, one style of title.
 """
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -49,7 +50,8 @@ def table(title, columns, rows, caption=None):
 
 
 def count(n):
-    return f"{n:,}"
+    """A whole number with thousands separators; None (unknown) as "n/a"."""
+    return "n/a" if n is None else f"{n:,}"
 
 
 def percent(x):
@@ -57,9 +59,22 @@ def percent(x):
 
 
 def print_json(data):
-    """Machine-readable output for `--json`: nothing else goes to stdout."""
-    json.dump(data, sys.stdout, indent=2)
+    """Machine-readable output for `--json`: nothing else goes to stdout.
+
+    NaN and infinity are not JSON (a diverged run's loss is one): they are written as null.
+    """
+    json.dump(_finite_or_none(data), sys.stdout, indent=2, allow_nan=False)
     sys.stdout.write("\n")
+
+
+def _finite_or_none(data):
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: _finite_or_none(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_finite_or_none(value) for value in data]
+    return data
 
 
 def error(message):
@@ -76,8 +91,10 @@ def model_summary(summary):
     caption = (f"Total params: {count(summary.total)}\n"
                f"Trainable params: {count(summary.trainable)}\n"
                f"Non-trainable params: {count(summary.non_trainable)}\n"
-               f"Multiply-accumulates per image: {count(summary.macs)} "
-               f"({2 * summary.macs / 1e6:.1f} MFLOPs)")
+               f"Multiply-accumulates per image: {count(summary.macs)} ({_mflops(summary.macs, 1)} MFLOPs)")
+    caption += ("\nMACs of pooling, activation, normalization, dropout and reshaping layers count as 0 "
+                "(next to nothing)" + ("; n/a: a layer type whose MACs mnistcls cannot count" if summary.macs is None
+                                       else ""))
     title = f"{summary.name}: {summary.description}" if summary.description else summary.name
     return table(title, ["Layer (type)", "Output Shape", "Param #>", "MACs>"], rows, caption)
 
@@ -85,10 +102,14 @@ def model_summary(summary):
 def models_overview(summaries):
     """One line per model: what `mnistcls summary` shows without --config."""
     rows = [(s.name, len(s.rows) - 1, count(s.total), count(s.trainable),
-             count(s.non_trainable), f"{2 * s.macs / 1e6:.2f}M", s.description) for s in summaries]
+             count(s.non_trainable), f"{_mflops(s.macs, 2)}M", s.description) for s in summaries]
     return table("Bundled configs",
                  ["Config", "Layers>", "Params>", "Trainable>", "Non-trainable>", "FLOPs/image>", "Description"],
                  rows)
+
+
+def _mflops(macs, digits):
+    return "n/a" if macs is None else f"{2 * macs / 1e6:.{digits}f}"
 
 
 # --- training ----------------------------------------------------------------------
@@ -136,23 +157,42 @@ def _metrics_text(logs):
     return "  ".join(parts)
 
 
-RESULT_COLUMNS = ["Test acc>", "Test loss>", "Best val acc>", "@ epoch>", "Epochs>", "s/epoch>", "Params>"]
-
-
 def results_table(results, title="Results"):
     """One row per run (its id names config and dataset), plus a column per swept field.
 
-    `results`: dicts with run, [sweep] and TrainResult's fields.
+    `results`: dicts with run, [sweep], validation and TrainResult's fields.
     """
     swept = sorted({k for r in results for k in r.get("sweep", {})})
-    columns = ["Run", *swept, *RESULT_COLUMNS]
+    best, caption, mark_test = _best_val_column(results)
+    columns = ["Run", *swept, "Test acc>", "Test loss>", best, "@ epoch>", "Epochs>", "s/epoch>", "Params>"]
     rows = []
     for r in results:
         rows.append([r["run"], *[r.get("sweep", {}).get(k, "") for k in swept],
                      percent(r.get("test_accuracy")), _number(r.get("test_loss")),
-                     percent(r.get("best_val_accuracy")), r.get("best_epoch", "-"), r.get("epochs_run", "-"),
+                     _best_val(r, mark_test), r.get("best_epoch", "-"), r.get("epochs_run", "-"),
                      _number(r.get("seconds_per_epoch"), 1), count(r["params"]) if "params" in r else "-"])
-    return table(title, columns, rows)
+    return table(title, columns, rows, caption)
+
+
+def _best_val_column(rows):
+    """(column title, caption, whether to mark test-validated values) for the best validation accuracy.
+
+    A run with `validation: test` validated on the test set, so its "best validation
+    accuracy" is the best test accuracy over its epochs: the column is named so, and
+    in a table mixing both kinds such values are marked "(test)".
+    """
+    on_test = [r.get("validation") == "test" for r in rows]
+    if all(on_test):
+        return "Best test acc in training>", "validation: test: the best test accuracy over the epochs", False
+    if any(on_test):
+        return ("Best val acc>", "(test): validation: test, so this is the best test accuracy over the epochs, "
+                "not a hold-out score", True)
+    return "Best val acc>", None, False
+
+
+def _best_val(row, mark_test):
+    value = percent(row.get("best_val_accuracy"))
+    return f"{value} (test)" if mark_test and row.get("validation") == "test" else value
 
 
 def _number(x, digits=4):
@@ -278,7 +318,8 @@ def files_text(files):
 
 # --- runs ----------------------------------------------------------------------------
 
-_STATUS_STYLES = {"finished": "green", "running": "cyan", "interrupted": "yellow", "failed": "red", "killed": "red"}
+_STATUS_STYLES = {"finished": "green", "running": "cyan", "interrupted": "yellow", "failed": "red", "killed": "red",
+                  "diverged": "red"}
 
 
 def runs_table(rows):
@@ -287,10 +328,11 @@ def runs_table(rows):
     A run's id names its config and dataset (stamp_config_dataset), so they get
     no columns of their own: that keeps the table within 120 columns.
     """
-    return table("Runs", ["Run", "Epochs>", "Best val acc>", "Test acc>", "Params>", "s/epoch>", "Status"],
-                 [(r["run"], f"{r['epochs_run']}/{r['epochs'] or '?'}", percent(r.get("best_val_accuracy")),
+    best, caption, mark_test = _best_val_column(rows)
+    return table("Runs", ["Run", "Epochs>", best, "Test acc>", "Params>", "s/epoch>", "Status"],
+                 [(r["run"], f"{r['epochs_run']}/{r['epochs'] or '?'}", _best_val(r, mark_test),
                    percent(r.get("test_accuracy")), count(r["params"]) if "params" in r else "-",
-                   _number(r.get("seconds_per_epoch"), 1), _status(r["status"])) for r in rows])
+                   _number(r.get("seconds_per_epoch"), 1), _status(r["status"])) for r in rows], caption)
 
 
 def _status(status):
@@ -304,10 +346,22 @@ def run_info_table(run):
               ("Overrides", " ".join(info.get("overrides") or []) or "-"), ("Dataset", info.get("dataset")),
               ("Started", info.get("started")), ("Finished", info.get("finished", "-")),
               ("Device", f"{info.get('device')}, {info.get('precision')}"),
+              ("Validation", _validation_text(info.get("validation"))),
+              ("Steps", f"{info['steps_per_epoch']:,} per epoch, {info['steps_per_execution']} per call into "
+                        "TensorFlow (the spec's steps_per_execution, or the largest divisor of the steps per "
+                        "epoch below it)" if "steps_per_execution" in info else "-"),
               ("Command", " ".join(["mnistcls", *info["command"][1:]]) if info.get("command") else "-")]
     if "error" in info:
         fields.append(("Error", styled(info["error"], "red")))
     return table(f"Run {run.id}", ["Field", "Value"], fields)
+
+
+def _validation_text(validation):
+    if validation is None:
+        return "-"
+    if validation == "test":
+        return "the test set (best val acc is the best test accuracy during training)"
+    return f"{validation:.0%} of the training images, held out"
 
 
 def spec_syntax(text):

@@ -245,7 +245,7 @@ def describe(run):
         reached["seconds_per_epoch"] = statistics.median(row["seconds"] for row in history)
     return {"run": run.id, "config": info.get("config"), "dataset": info.get("dataset"),
             "sweep": info.get("sweep") or {}, "status": run.status, "started": info.get("started"),
-            "epochs": _planned_epochs(run), **reached, **run.metrics}
+            "epochs": _planned_epochs(run), "validation": info.get("validation"), **reached, **run.metrics}
 
 
 # `mnistcls runs --sort`: name -> (field of `describe`, whether the largest comes first)
