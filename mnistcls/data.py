@@ -460,6 +460,11 @@ _IDX_TYPES = {
 }
 
 
+# The largest IDX content read (MNIST's largest file is 47 MB): a header or a gzip stream
+# claiming more is refused before anything that size is allocated.
+MAX_IDX_BYTES = 1 << 30
+
+
 class _Bad(Exception):
     """What is wrong with a file, as a phrase that follows its path: "<path>: <reason>."."""
 
@@ -467,6 +472,8 @@ class _Bad(Exception):
 def _read_raw(copy: _Copy) -> bytes:
     """The decompressed IDX content of a copy."""
     try:
+        if copy.path.stat().st_size > MAX_IDX_BYTES:
+            raise _Bad(f"is {copy.path.stat().st_size:,} bytes, more than the {MAX_IDX_BYTES:,} an IDX file may be")
         data = copy.path.read_bytes()
     except OSError as error:
         raise _Bad(f"cannot be read ({error.strerror or error})") from None
@@ -474,10 +481,37 @@ def _read_raw(copy: _Copy) -> bytes:
         return _npz_member_as_idx(data, copy.member)
     if copy.path.suffix == ".gz":
         try:
-            return gzip.decompress(data)
+            return _gunzip_idx(data)
         except (OSError, EOFError, zlib.error) as error:
             raise _Bad(f"is not a complete gzip file ({error}): it is truncated or damaged") from None
     return data
+
+
+def _gunzip_idx(data: bytes) -> bytes:
+    """Decompress gzipped IDX content no further than one byte past what its header claims.
+
+    A gzip bomb (a small file that decompresses to gigabytes) is stopped there,
+    and a header claiming more than MAX_IDX_BYTES before anything is decompressed.
+    Content that is not IDX is read no further than its first bytes.
+    """
+    with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
+        content = stream.read(4)
+        if len(content) == 4 and not content[0] and not content[1] and content[2] in _IDX_TYPES:
+            content += stream.read(4 * content[3])
+            offset = 4 + 4 * content[3]
+            if len(content) == offset:
+                claimed = offset + math.prod(int.from_bytes(content[i:i + 4], "big") for i in range(4, offset, 4)
+                                             ) * _IDX_TYPES[content[2]].itemsize
+                _check_claim(claimed, content)
+                content += stream.read(claimed - offset + 1)
+    return content
+
+
+def _check_claim(claimed: int, header: bytes) -> None:
+    if claimed > MAX_IDX_BYTES:
+        shape = " x ".join(str(int.from_bytes(header[i:i + 4], "big")) for i in range(4, len(header), 4))
+        raise _Bad(f"has an IDX header ({shape}) that claims {claimed:,} bytes, more than the "
+                   f"{MAX_IDX_BYTES:,} mnistcls reads: it is damaged or not a dataset file")
 
 
 def _npz_member_as_idx(data: bytes, member: str) -> bytes:
@@ -486,6 +520,7 @@ def _npz_member_as_idx(data: bytes, member: str) -> bytes:
         raise _Bad("is not a NumPy .npz archive")
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            _check_npy_claim(archive.zip, f"{member}.npy")
             array = archive[member]
     except KeyError:
         raise _Bad(f"has no array '{member}'") from None
@@ -495,6 +530,19 @@ def _npz_member_as_idx(data: bytes, member: str) -> bytes:
         return _idx_bytes(array)
     except ValueError as error:
         raise _Bad(str(error)) from None
+
+
+def _check_npy_claim(archive: zipfile.ZipFile, name: str) -> None:
+    """Refuse an .npy member whose size, or whose header's shape, claims more than MAX_IDX_BYTES:
+    NumPy allocates what the header claims before reading the data."""
+    with archive.open(name) as member:  # a KeyError when it is not there
+        version = np.lib.format.read_magic(member)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(member)
+    claimed = max(archive.getinfo(name).file_size, math.prod(shape) * dtype.itemsize)
+    if claimed > MAX_IDX_BYTES:
+        raise _Bad(f"has an array '{name}' of {' x '.join(map(str, shape))} {dtype} ({claimed:,} bytes), more than "
+                   f"the {MAX_IDX_BYTES:,} mnistcls reads: it is damaged or not a dataset file")
 
 
 def _idx_bytes(array) -> bytes:
@@ -525,6 +573,7 @@ def _idx_header(raw: bytes, kind: str | None) -> tuple[np.dtype, tuple[int, ...]
     if kind == "labels" and (dtype.kind not in "ui" or ndim != 1):
         raise _Bad(f"has IDX magic 0x{magic:08x}, but labels need 0x00000801: integers in 1 dimension")
     expected = offset + math.prod(shape) * dtype.itemsize
+    _check_claim(expected, raw[:offset])
     if len(raw) != expected:
         raise _Bad(
             f"is {len(raw):,} bytes long (uncompressed) but its IDX header "

@@ -91,3 +91,27 @@ def test_a_corrupt_data_file_is_one_clear_message(tmp_path):
                                       "--data-dir", str(tmp_path)])
     assert result.exit_code == 1
     assert "t10k-images-idx3-ubyte" in result.output and "Traceback" not in result.output
+
+
+def test_data_dir_replaces_the_environment_folder_as_its_help_says(tmp_path, monkeypatch):
+    import json
+
+    env_folder, option_folder = tmp_path / "env", tmp_path / "option"
+    monkeypatch.setenv("MNISTCLS_DATA_DIR", str(env_folder))
+    result = CliRunner().invoke(cli, ["data", "list", "--json", "--data-dir", str(option_folder)])
+    assert result.exit_code == 0, result.output
+    looked_in = [place["path"] for dataset in json.loads(result.output) for place in dataset["places"]]
+    assert any(path.startswith(str(option_folder)) for path in looked_in)
+    assert not any(path.startswith(str(env_folder)) for path in looked_in)
+    for command in (["data", "list"], ["data", "show"], ["train"]):
+        help_text = " ".join(CliRunner().invoke(cli, [*command, "--help"]).output.split())
+        assert "MNISTCLS_DATA_DIR" in help_text and "also look" not in help_text.lower(), command
+        assert "instead of $MNISTCLS_DATA_DIR" in help_text or "which this replaces" in help_text, command
+
+
+def test_data_and_runs_commands_do_not_import_tensorflow(tmp_path):
+    code = ("import sys; from click.testing import CliRunner; from mnistcls.cli import cli; "
+            f"r1 = CliRunner().invoke(cli, ['runs', '--runs-dir', {str(tmp_path)!r}]); "
+            f"r2 = CliRunner().invoke(cli, ['data', 'list', '--data-dir', {str(tmp_path)!r}]); "
+            "print(r1.exit_code, r2.exit_code, 'tensorflow' in sys.modules, 'keras' in sys.modules)")
+    assert _python(code).split() == ["0", "0", "False", "False"]
