@@ -74,10 +74,12 @@ def test_a_logits_model_predicts_probabilities(trained, tmp_path):
     result = CliRunner().invoke(cli, ["predict", "--run", trained.id, "--runs-dir", str(trained.path.parent),
                                       str(tmp_path / "shape.png"), "--json"])
     assert result.exit_code == 0, result.output
-    (entry,) = json.loads(result.stdout)["images"]
+    predicted = json.loads(result.stdout)
+    (entry,) = predicted["images"]
 
     model = keras.models.load_model(trained.path / "model.keras")
-    logits = model.predict(images.load_digit_image(tmp_path / "shape.png")[1][None, ..., None], verbose=0)[0]
+    _, inputs = images.load_picture(tmp_path / "shape.png", predicted["style"])
+    logits = model.predict(inputs[None, ..., None], verbose=0)[0]
     probabilities = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
     assert [c["label"] for c in entry["top"]] == list(np.argsort(-probabilities)[:3])
     assert [c["probability"] for c in entry["top"]] == pytest.approx(np.sort(probabilities)[::-1][:3], rel=1e-5)
