@@ -469,5 +469,58 @@ def bench(ctx, configs, overrides, precision, device, steps, as_json):
         report.console.print(report.speed_table(speeds, device_words))
 
 
+@cli.command()
+@click.argument("name", metavar="NAME|FILE")
+@click.option("--epochs", type=click.IntRange(1), help="Train every experiment this many epochs (a quick pass).")
+@click.option("--dataset", "-d", "datasets", multiple=True, metavar="NAME",
+              help="Only the runs on this dataset; a dataset the study does not name (a folder of IDX files) "
+                   "is run by every experiment. Repeatable.")
+@click.option("--dry-run", is_flag=True, help="List what would train and the time it would take; train nothing.")
+@device_option
+@runs_dir_option
+@data_options
+@json_option
+@click.pass_context
+def study(ctx, name, epochs, datasets, dry_run, device, runs_dir, data_dir, offline, as_json):
+    """Run a study: every experiment of a study file as ordinary runs, then one table.
+
+    NAME is a bundled study (seed_a, seed_b) or a study file. The table puts our
+    test accuracy, best accuracy during training, parameters and time beside the
+    figure the seed reported; it is also written as Markdown and CSV, with a
+    plot per sweep, into RUNS_DIR/studies/NAME/. Running a study again skips its
+    finished runs and resumes interrupted ones. --epochs and --dataset make a
+    quick pass with its own state (RUNS_DIR/studies/NAME-epochsN-DATASET/).
+
+    \b
+    Examples:
+      mnistcls study seed_b --dry-run
+      mnistcls study seed_a --epochs 1 --dataset fashion
+      mnistcls study seed_a
+      mnistcls study my_study.yaml --json
+    """
+    from mnistcls import study as studies
+
+    _tensorflow(ctx)  # checking the specs imports Keras
+    if dry_run:
+        plan = studies.dry_run(name, epochs=epochs, datasets=datasets, runs_directory=runs_dir, device=device)
+        if as_json:
+            report.print_json(plan)
+        else:
+            report.console.print(report.study_plan_table(plan))
+        return
+    result = studies.run_study(name, epochs=epochs, datasets=datasets, runs_directory=runs_dir, data_dir=data_dir,
+                               offline=offline, device=device, quiet=as_json, new_file=_new_file)
+    if as_json:
+        report.print_json(result)
+        return
+    if result["skipped"]:
+        report.console.print(f"{result['skipped']} of {len(result['rows'])} runs had finished before: not trained again")
+    report.console.print(report.study_table(result))
+    report.console.print(report.files_text({"Markdown": result["files"]["markdown"], "CSV": result["files"]["csv"],
+                                            **{f"Sweep plot {i}": path
+                                               for i, path in enumerate(result["files"]["sweeps"], 1)}}),
+                         markup=False)
+
+
 def main():
     cli(prog_name="mnistcls")

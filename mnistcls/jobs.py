@@ -46,13 +46,20 @@ def summarize_specs(configs, overrides):
     return summaries
 
 
-def train_all(configs, datasets, overrides, *, resume=None, device="auto", gpus=None, runs_directory=None,
-              data_dir=None, offline=None, quiet=False):
-    """Train every planned run; return one result dict per run."""
+def train_all(configs, datasets, overrides, *, resume=None, planned=None, on_run=None, device="auto", gpus=None,
+              runs_directory=None, data_dir=None, offline=None, quiet=False):
+    """Train every planned run; return one result dict per run.
+
+    `planned` (Jobs from `plan` and `resumed_job`, as a study makes them) replaces
+    configs, datasets, overrides and resume. `on_run(job, run)` is called as each
+    run's folder is made or taken up again, before its first epoch, so that a
+    caller can record where the run lives even if it is then interrupted.
+    """
     placement = runtime.select_strategy(device, gpus)
     if not placement.is_chief:
         runs_directory = runs.worker_runs_dir(placement.task_index)
-    planned = [_resumed(resume, runs_directory)] if resume else plan(configs, datasets, overrides)
+    if planned is None:
+        planned = [resumed_job(resume, runs_directory)] if resume else plan(configs, datasets, overrides)
     loaded = _load_datasets({job.dataset for job in planned}, data_dir, offline, quiet)
     from mnistcls import train  # imports TensorFlow
 
@@ -69,7 +76,7 @@ def train_all(configs, datasets, overrides, *, resume=None, device="auto", gpus=
     runtime.enable_determinism()
     if not quiet:
         report.console.print(f"Training on {placement.description}")
-    return [_train_one(job, loaded[job.dataset], placement, runs_directory, quiet)
+    return [_train_one(job, loaded[job.dataset], placement, runs_directory, quiet, on_run)
             for job in planned]
 
 
@@ -102,7 +109,8 @@ def _dataset_name(dataset):
     return str(Path(dataset).resolve())
 
 
-def _resumed(reference, runs_directory):
+def resumed_job(reference, runs_directory=None):
+    """The Job that continues an unfinished run (a UsageError if it cannot be resumed)."""
     run = runs.find(reference, runs_directory)
     runs.check_resumable(run)
     spec = specs.parse_spec(run.spec_text, str(run.path / "spec.yaml"))
@@ -115,7 +123,7 @@ def _load_datasets(names, data_dir, offline, quiet, splits=data.SPLITS):
                 for name in names}
 
 
-def _train_one(job, dataset, placement, runs_directory, quiet):
+def _train_one(job, dataset, placement, runs_directory, quiet, on_run=None):
     from mnistcls import train  # imports TensorFlow: only when a run is about to start
 
     spec = job.spec
@@ -130,6 +138,8 @@ def _train_one(job, dataset, placement, runs_directory, quiet):
         "precision": precision, "versions": runtime.versions(), "command": sys.argv,
         "data": {"source": dataset.source, "verified": dataset.verified},
     }, started=runtime.chiefs_value(placement, time.time()))
+    if on_run:
+        on_run(job, run)
     title = f"{spec.name} on {dataset.name}  ({precision}, run {run.path})"
     try:
         with nullcontext() if quiet else report.TrainingProgress(title) as progress:
@@ -235,10 +245,10 @@ def compare_runs(references, *, runs_directory=None, curves_path, sweep_path):
     rows = [runs.describe(run) for run in chosen]
     curves = plots.learning_curves({run.id: run.curves for run in chosen}, curves_path,
                                    title=f"{len(chosen)} runs compared")
-    return {"runs": rows, "curves": str(curves), "sweep": _sweep_picture(rows, sweep_path)}
+    return {"runs": rows, "curves": str(curves), "sweep": sweep_picture(rows, sweep_path)}
 
 
-def _sweep_picture(rows, path):
+def sweep_picture(rows, path):
     """Draw best validation loss and accuracy against the swept value, when `rows` are one sweep."""
     fields = {tuple(row["sweep"]) for row in rows}
     if len(fields) != 1 or len(next(iter(fields))) != 1:

@@ -310,3 +310,62 @@ def speed_table(speeds, device):
     return table(f"Speed on {device}", ["Config", "Precision", "Batch>", "Train img/s>", "Eval img/s>",
                                          "s/epoch (est.)>"], rows,
                  caption="an epoch: 60,000 training images and validation on 10,000")
+
+
+# --- study ---------------------------------------------------------------------------
+
+STUDY_COLUMNS = ["Experiment", "Dataset", "Sweep", "Params>", "Test acc>", "Best in training>", "Epochs>",
+                 "Time>", "Seed reported"]
+STUDY_NOTE = ("Best in training: the best accuracy of any epoch on the data it validated on. 'test' marks "
+              "seed A's way, validating on the test set: that figure is the best test accuracy seen during "
+              "training, an optimistic one. 'val' marks a hold-out of the training set (seed B).")
+
+
+def study_cells(rows):
+    """(STUDY_COLUMNS, plain-text cells): one study row per run (from study.run_study), for tables and Markdown."""
+    def best(row):
+        accuracy = row.get("best_accuracy_in_training")
+        return "-" if accuracy is None else f"{percent(accuracy)} ({'test' if row['validated_on'] == 'test set' else 'val'})"
+
+    cells = [[r["experiment"], r["dataset"], _sweep_text(r["sweep"]), count(r["params"]) if r.get("params") else "-",
+              percent(r.get("test_accuracy")), best(r), str(r.get("epochs") or "-"), duration(r.get("seconds")),
+              _reported(r.get("reported"))] for r in rows]
+    return STUDY_COLUMNS, cells
+
+
+def _sweep_text(sweep):
+    """{"model.1.units": "317"} -> "units=317": the field's last name is enough beside the experiment's."""
+    return ", ".join(f"{key.rsplit('.', 1)[-1]}={value}" for key, value in sweep.items()) or "-"
+
+
+def _reported(figure):
+    """What a seed reported: an accuracy as a percentage, text as written."""
+    if figure is None:
+        return "-"
+    return percent(figure) if isinstance(figure, (int, float)) and 0 < figure <= 1 else str(figure)
+
+
+def duration(seconds):
+    """83.4 -> "1m 23s"; 4.2 -> "4.2s"."""
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, seconds = divmod(round(seconds), 60)
+    return f"{minutes // 60}h {minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m {seconds:02d}s"
+
+
+def study_table(result):
+    """`mnistcls study`: the study's table, ours beside the seed's figures."""
+    columns, cells = study_cells(result["rows"])
+    return table(f"Study {result['study']}", columns, [[escape(c) for c in row] for row in cells], STUDY_NOTE)
+
+
+def study_plan_table(plan):
+    """`mnistcls study --dry-run`: what would train, and the time `bench` estimates for it."""
+    rows = [(u["experiment"], u["dataset"], _sweep_text(u["sweep"]),
+             {"new": "new run", "resume": f"resume {u['run']}", "finished": "finished: skipped"}[u["status"]],
+             u["epochs"] or "-", duration(u["seconds"]) if u["epochs"] else "-") for u in plan["units"]]
+    return table(f"Study {plan['study']}: plan", ["Experiment", "Dataset", "Sweep", "Status", "Epochs>", "Est. time>"],
+                 rows, f"estimated {duration(plan['seconds'])} on {plan['device']} (from `mnistcls bench`); "
+                       f"state and tables in {escape(plan['folder'])}")

@@ -284,6 +284,17 @@ def read_yaml(text):
     return yaml.load(text, Loader=SpecLoader)
 
 
+def read_located_yaml(text, source):
+    """For other YAML files checked like specs (study files): (plain data, problem).
+
+    `problem(path, message)` is a Problem at the line of the field path (or of its
+    nearest parent); a syntax error raises SpecError with its line, as for specs.
+    """
+    origins = {}
+    data = _read_yaml(text, source, origins)
+    return data, lambda path, message: _locate(origins, source, path, message)
+
+
 def _read_yaml(text, source, origins):
     """Parse YAML safely, recording each field path's line in `origins`."""
     loader = SpecLoader(text)
