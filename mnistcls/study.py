@@ -213,7 +213,7 @@ def plan_study(study, *, epochs=None, datasets=()):
             own = experiment.datasets or [jobs.plan([experiment.config], [], extra)[0].dataset]
             planned.append((experiment, own))
         except SpecError as err:
-            problems += _in_study(err.problems, experiment, study)
+            problems += [p for p in _in_study(err.problems, experiment, study) if p not in problems]
     named = {d for _, own in planned for d in own}
     units = []
     for experiment, own in planned:
@@ -240,7 +240,8 @@ def _in_study(problems, experiment, study):
             key = p.file[len("--set "):].partition("=")[0]
             where = study.problem(f"experiments.{experiment.name}.set.{key}", p.message)
             p = Problem(where.file, where.line, f"experiments.{experiment.name}.set.{p.path}", p.message)
-        located.append(p)
+        if p not in located:  # each value of a sweep has the same problem
+            located.append(p)
     return located
 
 
