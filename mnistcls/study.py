@@ -34,7 +34,7 @@ from pathlib import Path
 import yaml
 
 from mnistcls import jobs, layers, report, runs, runtime, spec as specs
-from mnistcls.errors import Problem, SpecError, UsageError
+from mnistcls.errors import Interrupted, Problem, SpecError, UsageError
 from mnistcls.files import read_json, write_json, write_text
 
 STUDY_DIR = specs.CONFIG_DIR / "studies"
@@ -164,7 +164,7 @@ def _experiment(name, raw, folder, report_problem):
     if isinstance(reported, dict):
         for key in reported:
             if datasets and key not in datasets:
-                report_problem(f"{where}.reported.{key}", f"not a dataset of this experiment"
+                report_problem(f"{where}.reported.{key}", "not a dataset of this experiment"
                                + layers.did_you_mean(str(key), datasets) + f"; its datasets: {', '.join(datasets)}")
     elif reported is not None and not isinstance(reported, (str, int, float)):
         report_problem(f"{where}.reported", "must be text, a number, or one of those per dataset")
@@ -366,8 +366,12 @@ def run_study(name_or_path, *, epochs=None, datasets=(), runs_directory=None, da
             by_job[id(unit.job)] = unit
         planned.append(unit.job)
     if planned:
-        jobs.train_all(None, None, None, planned=planned, on_run=record, device=device,
-                       runs_directory=runs_directory, data_dir=data_dir, offline=offline, quiet=quiet)
+        try:
+            jobs.train_all(None, None, None, planned=planned, on_run=record, device=device,
+                           runs_directory=runs_directory, data_dir=data_dir, offline=offline, quiet=quiet)
+        except Interrupted as err:
+            raise Interrupted(f"{err}; or run the study again, which resumes it: mnistcls study "
+                              f"{name_or_path}{_narrowing_options(epochs, datasets)}") from None
     rows = [_row(unit) for unit in units]
     folder.mkdir(parents=True, exist_ok=True)
     prefix = folder / time.strftime("%Y%m%d-%H%M%S")
@@ -376,6 +380,10 @@ def run_study(name_or_path, *, epochs=None, datasets=(), runs_directory=None, da
              "sweeps": _sweep_plots(units, prefix, new_file)}
     return {"study": study.name, "description": study.description, "folder": str(folder),
             "skipped": len(units) - len(to_train), "trained": len(to_train), "rows": rows, "files": files}
+
+
+def _narrowing_options(epochs, datasets):
+    return (f" --epochs {epochs}" if epochs else "") + "".join(f" --dataset {d}" for d in datasets)
 
 
 def _row(unit):
