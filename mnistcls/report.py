@@ -364,10 +364,14 @@ def study_table(result):
     return t
 
 
+STUDY_PLAN_STATUS = {"new": "new run", "resume": "resume its run", "finished": "finished: skipped",
+                     "running": "running elsewhere"}
+
+
 def study_plan_table(plan):
     """`mnistcls study --dry-run`: what would train, and the time `bench` estimates for it."""
     rows = [(u["experiment"], u["dataset"], _sweep_text(u["sweep"]),
-             {"new": "new run", "resume": f"resume {u['run']}", "finished": "finished: skipped"}[u["status"]],
+             STUDY_PLAN_STATUS[u["status"]],
              u["epochs"] or "-", duration(u["seconds"]) if u["epochs"] else "-") for u in plan["units"]]
     return table(f"Study {plan['study']}: plan", ["Experiment", "Dataset", "Sweep", "Status", "Epochs>", "Est. time>"],
                  rows, f"estimated {duration(plan['seconds'])} on {plan['device']} (`mnistcls bench`'s speed, epochs of "

@@ -71,7 +71,7 @@ class Unit:
     experiment: Experiment
     job: jobs.Job
     run: runs.Run | None = None  # the run recorded for it, if it can be used
-    status: str = "new"  # new | resume | finished
+    status: str = "new"  # new | resume | finished | running (in another process)
 
     @property
     def key(self):
@@ -185,6 +185,9 @@ def _overrides(raw, where, report_problem):
                 report_problem(f"{where}.{key}", "a sweep is a non-empty list of plain values (numbers or words "
                                                  f"without commas), got {value!r}")
                 continue
+            if len({_value_text(v) for v in value}) < len(value):
+                report_problem(f"{where}.{key}", f"a sweep names each value once, got {value!r}")
+                continue
             overrides.append(f"{key}={','.join(_value_text(v) for v in value)}")
         else:
             overrides.append(f"{key}={_value_text(value)}")
@@ -274,10 +277,7 @@ def _take_stock(units, folder, runs_directory):
             continue
         unit.run = runs.Run(path)
         status = unit.run.status
-        if status == "running":
-            raise UsageError(f"run {run_id} of this study is still running (process {unit.run.info.get('pid')} on "
-                             f"{unit.run.info.get('host')}): wait for it, or stop it and run the study again")
-        unit.status = "finished" if status == "finished" else "resume"
+        unit.status = status if status in ("finished", "running") else "resume"
 
 
 def _same_spec(spec, run_path):
@@ -312,7 +312,8 @@ def dry_run(name_or_path, *, epochs=None, datasets=(), runs_directory=None, devi
     speeds, rows = {}, []
     for unit in units:
         spec = unit.job.spec
-        to_train = 0 if unit.status == "finished" else spec.train.epochs - len(unit.run.history if unit.run else [])
+        to_train = 0 if unit.status in ("finished", "running") else spec.train.epochs - len(
+            unit.run.history if unit.run else [])
         seconds = 0.0
         if to_train:
             precision = runtime.choose_precision(spec.train.precision, placement.on_gpu)
@@ -358,6 +359,10 @@ def run_study(name_or_path, *, epochs=None, datasets=(), runs_directory=None, da
         folder.mkdir(parents=True, exist_ok=True)
         write_json(folder / STATE_FILE, state)
 
+    running = [unit.run for unit in units if unit.status == "running"]
+    if running:
+        raise UsageError(f"run {running[0].id} of this study is still running (process {running[0].info.get('pid')} "
+                         f"on {running[0].info.get('host')}): wait for it, or stop it and run the study again")
     to_train = [unit for unit in units if unit.status != "finished"]
     planned = []
     for unit in to_train:

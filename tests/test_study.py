@@ -66,6 +66,9 @@ def test_a_study_runs_resumes_a_killed_run_and_then_skips_what_finished(small_fa
     process.send_signal(signal.SIGKILL)
     process.communicate(timeout=60)
     assert killed.status == "killed" and len(killed.history) < 6
+    plan = json.loads(_study(*args, "--dry-run", "--json").stdout)
+    assert [(u["status"], u["run"], u["epochs"]) for u in plan["units"]] == [
+        ("resume", killed.id, 6 - len(killed.history)), ("new", None, 6), ("new", None, 6)]
 
     result = _study(*args, "--json")  # the same pass again: resumes the killed run, trains the others
     assert result.exit_code == 0, result.output
@@ -99,7 +102,8 @@ def test_a_study_runs_resumes_a_killed_run_and_then_skips_what_finished(small_fa
     ("experiments:\n  a:\n    config: tiny_cnn.yaml\n    set: {model.4.unit: [1, 2]}\n", ":4:", "'units'"),
     ("experiments:\n  a:\n    config: tiny_cnn.yaml\n    reported: \"x\" y\n    datasets: [mnist]\n", ":4:",
      "YAML syntax error"),
-], ids=["unknown-config", "unknown-key", "bad-override", "yaml-error"])
+    ("experiments:\n  a:\n    config: tiny_cnn.yaml\n    set:\n      train.seed: [1, 1]\n", ":5:", "each value once"),
+], ids=["unknown-config", "unknown-key", "bad-override", "yaml-error", "repeated-sweep-value"])
 def test_a_bad_study_file_is_one_clear_message(tmp_path, text, where, words):
     (tmp_path / "tiny_cnn.yaml").write_text((Path(__file__).parent / "specs" / "tiny_cnn.yaml").read_text())
     path = tmp_path / "bad.yaml"
