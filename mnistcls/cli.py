@@ -518,7 +518,9 @@ def study(ctx, name, epochs, datasets, dry_run, device, runs_dir, data_dir, offl
     report.console.print(report.study_table(result))
     report.console.print(report.files_text({"Markdown": result["files"]["markdown"], "CSV": result["files"]["csv"],
                                             **{f"Sweep plot {i}": path
-                                               for i, path in enumerate(result["files"]["sweeps"], 1)}}),
+                                               for i, path in enumerate(result["files"]["sweeps"], 1)},
+                                            **{f"Learning curves {i}": path
+                                               for i, path in enumerate(result["files"]["curves"], 1)}}),
                          markup=False)
 
 

@@ -314,28 +314,28 @@ def speed_table(speeds, device):
 
 # --- study ---------------------------------------------------------------------------
 
-STUDY_COLUMNS = ["Experiment", "Dataset", "Sweep", "Params>", "Test acc>", "Best in training>", "Epochs>",
-                 "Time>", "Seed reported"]
-STUDY_NOTE = ("Best in training: the best accuracy of any epoch on the data it validated on. 'test' marks "
-              "seed A's way, validating on the test set: that figure is the best test accuracy seen during "
-              "training, an optimistic one. 'val' marks a hold-out of the training set (seed B).")
+STUDY_COLUMNS = ["Experiment", "Dataset", "Params>", "Test acc>", "Best acc>", "Epochs>", "Time>", "Seed reported"]
+STUDY_NOTE = ("Best acc: the best accuracy of any epoch on the data the run validated on. 'test' marks seed A's "
+              "way, validating on the test set: that figure is the best test accuracy seen during training, an "
+              "optimistic one. 'val' marks a hold-out of the training set (seed B).")
 
 
 def study_cells(rows):
     """(STUDY_COLUMNS, plain-text cells): one study row per run (from study.run_study), for tables and Markdown."""
     def best(row):
         accuracy = row.get("best_accuracy_in_training")
-        return "-" if accuracy is None else f"{percent(accuracy)} ({'test' if row['validated_on'] == 'test set' else 'val'})"
+        return "-" if accuracy is None else f"{percent(accuracy)} {'test' if row['validated_on'] == 'test set' else 'val'}"
 
-    cells = [[r["experiment"], r["dataset"], _sweep_text(r["sweep"]), count(r["params"]) if r.get("params") else "-",
+    cells = [[experiment_text(r), r["dataset"], count(r["params"]) if r.get("params") else "-",
               percent(r.get("test_accuracy")), best(r), str(r.get("epochs") or "-"), duration(r.get("seconds")),
               _reported(r.get("reported"))] for r in rows]
     return STUDY_COLUMNS, cells
 
 
-def _sweep_text(sweep):
-    """{"model.1.units": "317"} -> "units=317": the field's last name is enough beside the experiment's."""
-    return ", ".join(f"{key.rsplit('.', 1)[-1]}={value}" for key, value in sweep.items()) or "-"
+def experiment_text(row):
+    """"A3: units=317": the experiment and its swept values (the field's last name is enough beside it)."""
+    sweep = ", ".join(f"{key.rsplit('.', 1)[-1]}={value}" for key, value in row["sweep"].items())
+    return f"{row['experiment']}: {sweep}" if sweep else row["experiment"]
 
 
 def _reported(figure):
@@ -355,12 +355,15 @@ def duration(seconds):
     return f"{minutes // 60}h {minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m {seconds:02d}s"
 
 
+def _narrow_dataset_column(t):
+    t.columns[1].min_width = None  # "mnist" needs no more: the room goes to the seed's words
+
+
 def study_table(result):
     """`mnistcls study`: the study's table, ours beside the seed's figures."""
     columns, cells = study_cells(result["rows"])
     t = table(f"Study {result['study']}", columns, [[escape(c) for c in row] for row in cells], STUDY_NOTE)
-    for column in t.columns[1:3]:  # a dataset or a swept value broken in two reads as two; the seed's words may wrap
-        column.no_wrap = True
+    _narrow_dataset_column(t)
     return t
 
 
@@ -370,10 +373,10 @@ STUDY_PLAN_STATUS = {"new": "new run", "resume": "resume its run", "finished": "
 
 def study_plan_table(plan):
     """`mnistcls study --dry-run`: what would train, and the time `bench` estimates for it."""
-    rows = [(u["experiment"], u["dataset"], _sweep_text(u["sweep"]),
-             STUDY_PLAN_STATUS[u["status"]],
-             u["epochs"] or "-", duration(u["seconds"]) if u["epochs"] else "-") for u in plan["units"]]
-    return table(f"Study {plan['study']}: plan", ["Experiment", "Dataset", "Sweep", "Status", "Epochs>", "Est. time>"],
-                 rows, f"estimated {duration(plan['seconds'])} on {plan['device']} (`mnistcls bench`'s speed, epochs of "
-                       f"60,000 images); "
-                       f"state and tables in {escape(plan['folder'])}")
+    rows = [(escape(experiment_text(u)), escape(u["dataset"]), STUDY_PLAN_STATUS[u["status"]], u["epochs"] or "-",
+             duration(u["seconds"]) if u["epochs"] else "-") for u in plan["units"]]
+    t = table(f"Study {plan['study']}: plan", ["Experiment", "Dataset", "Status", "Epochs>", "Est. time>"], rows,
+              f"estimated {duration(plan['seconds'])} on {plan['device']} (`mnistcls bench`'s speed, epochs of "
+              f"60,000 images); state and tables in {escape(plan['folder'])}")
+    _narrow_dataset_column(t)
+    return t

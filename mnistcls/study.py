@@ -18,8 +18,9 @@ Each experiment x dataset x swept value is one run in the runs directory, made b
 `jobs.train_all` like any other. The study's folder (RUNS_DIR/studies/NAME, with
 the narrowing of a quick pass in its name) keeps study.json, which run each of
 them is; running the study again skips finished runs and resumes unfinished ones.
-Every pass writes its table as new Markdown and CSV files there, with a sweep
-plot (best validation loss and accuracy against the swept value) per sweep.
+Every pass writes its table as new Markdown and CSV files there, and for each
+sweep a plot of the best validation loss and accuracy against the swept value and
+one of the runs' learning curves overlaid.
 """
 
 import csv
@@ -33,7 +34,7 @@ from pathlib import Path
 
 import yaml
 
-from mnistcls import jobs, layers, report, runs, runtime, spec as specs
+from mnistcls import data, jobs, layers, plots, report, runs, runtime, spec as specs
 from mnistcls.errors import Interrupted, Problem, SpecError, UsageError
 from mnistcls.files import read_json, write_json, write_text
 
@@ -250,12 +251,13 @@ def _in_study(problems, experiment, study):
 
 def study_folder(study, *, epochs=None, datasets=(), runs_directory=None):
     """RUNS_DIR/studies/NAME[-epochsN][-DATASET...]: a narrowed pass keeps its own state and tables."""
-    parts = [study.name, *([f"epochs{epochs}"] if epochs else []), *map(_dataset_slug, datasets)]
+    # Sorted: `-d mnist -d fashion` and `-d fashion -d mnist` are one pass.
+    parts = [study.name, *([f"epochs{epochs}"] if epochs else []), *sorted(set(map(_dataset_slug, datasets)))]
     return runs.runs_dir(runs_directory) / "studies" / "-".join(parts)
 
 
 def _dataset_slug(dataset):
-    if not Path(dataset).is_dir():
+    if dataset in data.DATASET_NAMES or not Path(dataset).is_dir():
         return _slug(dataset)
     # A folder: its name, and a hash of its path so two folders of one name never share state.
     digest = hashlib.sha1(str(Path(dataset).resolve()).encode()).hexdigest()[:6]
@@ -269,7 +271,7 @@ def _slug(text):
 
 def _take_stock(units, folder, runs_directory):
     """Set each unit's run and status from the study's state; a recorded run of another spec is not used."""
-    recorded = (read_json(folder / STATE_FILE, {}) or {}).get("runs", {})
+    recorded = _recorded_runs(folder)
     for unit in units:
         run_id = recorded.get(unit.key)
         path = runs.runs_dir(runs_directory) / str(run_id)
@@ -278,6 +280,13 @@ def _take_stock(units, folder, runs_directory):
         unit.run = runs.Run(path)
         status = unit.run.status
         unit.status = status if status in ("finished", "running") else "resume"
+
+
+def _recorded_runs(folder):
+    """The study's state: unit key -> run id (empty for a new study, or a state file that is not one)."""
+    state = read_json(folder / STATE_FILE, {})
+    recorded = state.get("runs") if isinstance(state, dict) else None
+    return recorded if isinstance(recorded, dict) else {}
 
 
 def _same_spec(spec, run_path):
@@ -346,11 +355,11 @@ def run_study(name_or_path, *, epochs=None, datasets=(), runs_directory=None, da
 
     `new_file(path)` gives a path that is not taken yet (the CLI's rule for new files).
     Returns {"study", "description", "folder", "skipped", "trained", "rows", "files"}:
-    one row per unit (see `_row`); files: {"markdown", "csv", "sweeps": [paths]}.
+    one row per unit (see `_row`); files: {"markdown", "csv", "sweeps": [paths], "curves": [paths]}.
     """
     study, folder, units = prepare(name_or_path, epochs=epochs, datasets=datasets, runs_directory=runs_directory)
     state = {"study": study.name, "file": study.source, "epochs": epochs, "datasets": list(datasets),
-             "runs": (read_json(folder / STATE_FILE, {}) or {}).get("runs", {})}
+             "runs": _recorded_runs(folder)}
     by_job = {id(unit.job): unit for unit in units}
 
     def record(job, run):  # as soon as a run has a folder, so that an interrupted one is resumed next time
@@ -382,7 +391,7 @@ def run_study(name_or_path, *, epochs=None, datasets=(), runs_directory=None, da
     prefix = folder / time.strftime("%Y%m%d-%H%M%S")
     files = {"markdown": str(_write(new_file(f"{prefix}-results.md"), markdown(study, rows))),
              "csv": str(_write(new_file(f"{prefix}-results.csv"), csv_text(rows))),
-             "sweeps": _sweep_plots(units, prefix, new_file)}
+             **_sweep_plots(units, prefix, new_file)}
     return {"study": study.name, "description": study.description, "folder": str(folder),
             "skipped": len(units) - len(to_train), "trained": len(to_train), "rows": rows, "files": files}
 
@@ -441,17 +450,21 @@ def csv_text(rows):
 
 
 def _sweep_plots(units, prefix, new_file):
-    """Best validation loss and accuracy against the swept value: one PNG per sweep and dataset."""
+    """For each sweep on each dataset: best validation loss and accuracy against the swept value
+    (as the seed drew them against learning rate and width), and the runs' learning curves overlaid."""
     groups = {}
     for unit in units:
         if unit.job.sweep:
             groups.setdefault((unit.experiment.name, unit.job.dataset), []).append(unit)
-    paths = []
+    drawn = {"sweeps": [], "curves": []}
     for (experiment, dataset), members in groups.items():
         if len(members) < 2:
             continue
-        name = f"{prefix}-sweep-{_slug(experiment)}-{_slug(_dataset_label(dataset))}.png"
-        drawn = jobs.sweep_picture([runs.describe(unit.run) for unit in members], new_file(name))
-        if drawn:
-            paths.append(drawn)
-    return paths
+        name = f"{prefix}-{{}}-{_slug(experiment)}-{_slug(_dataset_label(dataset))}.png"
+        sweep = jobs.sweep_picture([runs.describe(unit.run) for unit in members], new_file(name.format("sweep")))
+        if sweep:
+            drawn["sweeps"].append(sweep)
+        curves = {report.experiment_text(_identity(unit)): unit.run.curves for unit in members}
+        drawn["curves"].append(str(plots.learning_curves(curves, new_file(name.format("curves")),
+                                                         title=f"{experiment} on {_dataset_label(dataset)}")))
+    return drawn

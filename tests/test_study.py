@@ -83,10 +83,11 @@ def test_a_study_runs_resumes_a_killed_run_and_then_skips_what_finished(small_fa
     assert [r["reported"] for r in rows] == [0.8, "about 0.8", "about 0.8"]
 
     files = first["files"]
-    assert Path(files["markdown"]).read_text().count("| rate sweep |") == 2
+    assert Path(files["markdown"]).read_text().count("| rate sweep: learning_rate=") == 2
     csv_lines = Path(files["csv"]).read_text().splitlines()
     assert csv_lines[0].startswith("experiment,dataset,sweep") and len(csv_lines) == 4
-    assert len(files["sweeps"]) == 1 and Path(files["sweeps"][0]).read_bytes().startswith(b"\x89PNG")
+    for kind in ("sweeps", "curves"):  # one sweep: its best scores against the rate, and its learning curves
+        assert len(files[kind]) == 1 and Path(files[kind][0]).read_bytes().startswith(b"\x89PNG")
 
     again = _study(*args)  # everything finished: nothing trains, the table is printed again into new files
     assert again.exit_code == 0, again.output
