@@ -43,7 +43,7 @@ STATE_FILE = "study.json"
 ESTIMATE_STEPS = 32  # training steps `--dry-run` times per distinct model (after bench's warm-up)
 
 STUDY_KEYS = {"name", "description", "experiments"}
-EXPERIMENT_KEYS = {"config", "datasets", "set", "reported", "description"}
+EXPERIMENT_KEYS = {"config", "datasets", "set", "reported"}
 
 
 @dataclass
@@ -53,7 +53,6 @@ class Experiment:
     datasets: list  # as written; empty: the config's own
     overrides: list  # --set strings; a sweep's values joined by commas
     reported: dict  # dataset -> the seed's figure; key None: for every dataset
-    description: str = ""
 
 
 @dataclass
@@ -162,16 +161,15 @@ def _experiment(name, raw, folder, report_problem):
         datasets = []
     overrides = _overrides(raw.get("set") or {}, f"{where}.set", report_problem)
     reported = raw.get("reported")
-    if isinstance(reported, dict):
-        for key in reported:
-            if datasets and key not in datasets:
-                report_problem(f"{where}.reported.{key}", "not a dataset of this experiment"
-                               + layers.did_you_mean(str(key), datasets) + f"; its datasets: {', '.join(datasets)}")
-    elif reported is not None and not isinstance(reported, (str, int, float)):
-        report_problem(f"{where}.reported", "must be text, a number, or one of those per dataset")
-    reported = reported if isinstance(reported, dict) else {None: reported}
-    description = raw.get("description", "")
-    return Experiment(name, config, datasets, overrides, reported, str(description))
+    figures = reported.items() if isinstance(reported, dict) else [(None, reported)]
+    for key, figure in figures:
+        path = f"{where}.reported" + (f".{key}" if key is not None else "")
+        if figure is not None and not isinstance(figure, (str, int, float)):
+            report_problem(path, f"must be text or a number (an accuracy), got {figure!r}")
+        if key is not None and datasets and key not in datasets:
+            report_problem(path, "not a dataset of this experiment" + layers.did_you_mean(str(key), datasets)
+                           + f"; its datasets: {', '.join(datasets)}")
+    return Experiment(name, config, datasets, overrides, dict(figures))
 
 
 def _overrides(raw, where, report_problem):
