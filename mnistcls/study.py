@@ -28,6 +28,7 @@ import hashlib
 import io
 import json
 import re
+import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -383,7 +384,7 @@ def run_study(name_or_path, *, epochs=None, datasets=(), runs_directory=None, da
                            runs_directory=runs_directory, data_dir=data_dir, offline=offline, quiet=quiet)
         except Interrupted as err:
             raise Interrupted(f"{err}; or run the study again, which resumes it: mnistcls study "
-                              f"{name_or_path}{_narrowing_options(epochs, datasets)}") from None
+                              f"{shlex.quote(str(name_or_path))}{_narrowing_options(epochs, datasets)}") from None
     rows = [_row(unit) for unit in units]
     folder.mkdir(parents=True, exist_ok=True)
     prefix = folder / time.strftime("%Y%m%d-%H%M%S")
@@ -395,7 +396,7 @@ def run_study(name_or_path, *, epochs=None, datasets=(), runs_directory=None, da
 
 
 def _narrowing_options(epochs, datasets):
-    return (f" --epochs {epochs}" if epochs else "") + "".join(f" --dataset {d}" for d in datasets)
+    return (f" --epochs {epochs}" if epochs else "") + "".join(f" --dataset {shlex.quote(d)}" for d in datasets)
 
 
 def _row(unit):
