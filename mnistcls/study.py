@@ -13,6 +13,7 @@ bare name, `seed_a`):
           model.1.units: [10, 32, 100, 317, 1000]
         reported: {mnist: "about 0.9"}    # what the seed reported: text or a number (an accuracy),
                                           # one for all datasets or one per dataset
+    compare: [[A4 naive, A4 tuned]]       # optional: learning curves drawn together, per dataset
 
 Each experiment x dataset x swept value is one run in the runs directory, made by
 `jobs.train_all` like any other. The study's folder (RUNS_DIR/studies/NAME, with
@@ -43,7 +44,7 @@ STUDY_DIR = specs.CONFIG_DIR / "studies"
 STATE_FILE = "study.json"
 ESTIMATE_STEPS = 32  # training steps `--dry-run` times per distinct model (after bench's warm-up)
 
-STUDY_KEYS = {"name", "description", "experiments"}
+STUDY_KEYS = {"name", "description", "experiments", "compare"}
 EXPERIMENT_KEYS = {"config", "datasets", "set", "reported"}
 
 
@@ -62,6 +63,7 @@ class Study:
     description: str
     source: str
     experiments: list
+    compare: list  # groups of experiment names whose learning curves are drawn together
     problem: object = field(repr=False, default=None)  # problem(path, message): a Problem at that line
 
 
@@ -126,9 +128,23 @@ def load_study(name_or_path):
             report_problem(key, f"must be a string, got {value!r}")
     experiments = [_experiment(str(key), value, path.parent, report_problem)
                    for key, value in raw["experiments"].items()]
+    compare = _compare(raw.get("compare", []), [str(key) for key in raw["experiments"]], report_problem)
     if problems:
         raise SpecError(problems)
-    return Study(str(name), description, source, experiments, problem)
+    return Study(str(name), description, source, experiments, compare, problem)
+
+
+def _compare(groups, names, report_problem):
+    """`compare: [[A4 naive, A4 tuned]]`: each group, a list of two or more experiment names."""
+    if not isinstance(groups, list) or not all(isinstance(g, list) and len(g) >= 2 for g in groups):
+        report_problem("compare", "must be a list of groups of experiments, e.g. [[A4 naive, A4 tuned]]")
+        return []
+    for i, group in enumerate(groups):
+        for j, name in enumerate(group):
+            if str(name) not in names:
+                report_problem(f"compare.{i}.{j}", f"no experiment {name!r} in this study"
+                               + layers.did_you_mean(str(name), names))
+    return [[str(name) for name in group] for group in groups]
 
 
 def _unknown_keys(mapping, allowed, where, what, report_problem):
@@ -391,6 +407,7 @@ def run_study(name_or_path, *, epochs=None, datasets=(), runs_directory=None, da
     files = {"markdown": str(_write(new_file(f"{prefix}-results.md"), markdown(study, rows))),
              "csv": str(_write(new_file(f"{prefix}-results.csv"), csv_text(rows))),
              **_sweep_plots(units, prefix, new_file)}
+    files["curves"] += _compared_curves(study, units, prefix, new_file)
     return {"study": study.name, "description": study.description, "folder": str(folder),
             "skipped": len(units) - len(to_train), "trained": len(to_train), "rows": rows, "files": files}
 
@@ -467,3 +484,19 @@ def _sweep_plots(units, prefix, new_file):
         drawn["curves"].append(str(plots.learning_curves(curves, new_file(name.format("curves")),
                                                          title=f"{experiment} on {_dataset_label(dataset)}")))
     return drawn
+
+
+def _compared_curves(study, units, prefix, new_file):
+    """The learning curves of each `compare:` group's runs in one picture per dataset (seed A's naive vs tuned)."""
+    paths = []
+    for group in study.compare:
+        members = [unit for unit in units if unit.experiment.name in group]
+        for dataset in dict.fromkeys(unit.job.dataset for unit in members):
+            on_dataset = [unit for unit in members if unit.job.dataset == dataset]
+            if len(on_dataset) < 2:
+                continue
+            label = _dataset_label(dataset)
+            name = f"{prefix}-curves-{'-vs-'.join(map(_slug, group))}-{_slug(label)}.png"
+            curves = {report.experiment_text(_identity(unit)): unit.run.curves for unit in on_dataset}
+            paths.append(str(plots.learning_curves(curves, new_file(name), title=f"{' vs '.join(group)} on {label}")))
+    return paths

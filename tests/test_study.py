@@ -89,8 +89,9 @@ def test_a_study_runs_resumes_a_killed_run_and_then_skips_what_finished(small_fa
     assert Path(files["markdown"]).read_text().count("| rate sweep: learning_rate=") == 2
     csv_lines = Path(files["csv"]).read_text().splitlines()
     assert csv_lines[0].startswith("experiment,dataset,sweep") and len(csv_lines) == 4
-    for kind in ("sweeps", "curves"):  # one sweep: its best scores against the rate, and its learning curves
-        assert len(files[kind]) == 1 and Path(files[kind][0]).read_bytes().startswith(b"\x89PNG")
+    # The sweep: its best scores against the rate, its learning curves; and the `compare:` group's curves.
+    assert len(files["sweeps"]) == 1 and len(files["curves"]) == 2 and "plain-vs-rate_sweep" in files["curves"][1]
+    assert all(Path(path).read_bytes().startswith(b"\x89PNG") for path in files["sweeps"] + files["curves"])
 
     again = _study(*args)  # everything finished: nothing trains, the table is printed again into new files
     assert again.exit_code == 0, again.output
@@ -107,7 +108,8 @@ def test_a_study_runs_resumes_a_killed_run_and_then_skips_what_finished(small_fa
     ("experiments:\n  a:\n    config: tiny_cnn.yaml\n    reported: \"x\" y\n    datasets: [mnist]\n", ":4:",
      "YAML syntax error"),
     ("experiments:\n  a:\n    config: tiny_cnn.yaml\n    set:\n      train.seed: [1, 1]\n", ":5:", "each value once"),
-], ids=["unknown-config", "unknown-key", "bad-override", "yaml-error", "repeated-sweep-value"])
+    ("experiments:\n  tuned:\n    config: tiny_cnn.yaml\ncompare:\n  - [tuned, tunned]\n", ":5:", "did you mean 'tuned'"),
+], ids=["unknown-config", "unknown-key", "bad-override", "yaml-error", "repeated-sweep-value", "unknown-compared"])
 def test_a_bad_study_file_is_one_clear_message(tmp_path, text, where, words):
     (tmp_path / "tiny_cnn.yaml").write_text((Path(__file__).parent / "specs" / "tiny_cnn.yaml").read_text())
     path = tmp_path / "bad.yaml"
