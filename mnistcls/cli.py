@@ -486,10 +486,11 @@ def study(ctx, name, epochs, datasets, dry_run, device, runs_dir, data_dir, offl
 
     NAME is a bundled study (seed_a, seed_b) or a study file. The table puts our
     test accuracy, best accuracy during training, parameters and time beside the
-    figure the seed reported; it is also written as Markdown and CSV, with a
-    plot per sweep, into RUNS_DIR/studies/NAME/. Running a study again skips its
-    finished runs and resumes interrupted ones. --epochs and --dataset make a
-    quick pass with its own state (RUNS_DIR/studies/NAME-epochsN-DATASET/).
+    figure the seed reported; it is also written as Markdown and CSV, with the
+    plots of each sweep (best scores against the swept value, learning curves),
+    into RUNS_DIR/studies/NAME/. Running a study again skips its finished runs
+    and resumes interrupted ones. --epochs and --dataset make a quick pass with
+    its own state (RUNS_DIR/studies/NAME-epochsN-DATASET/).
 
     \b
     Examples:
