@@ -7,8 +7,10 @@ nothing to repeat. The input is float32 rather than uint8 because distribution
 strategies all-reduce a sample batch when training starts, which uint8 cannot do.
 """
 
+import math
 import re
 from dataclasses import dataclass
+from functools import cache
 
 from mnistcls import layers
 from mnistcls.errors import SpecError
@@ -22,7 +24,7 @@ class LayerRow:
     kind: str  # the Keras class name
     output_shape: tuple
     params: int
-    macs: int  # multiply-accumulates per image
+    macs: int | None  # multiply-accumulates per image; None where mnistcls cannot count them
 
 
 @dataclass
@@ -38,7 +40,9 @@ class ModelSummary:
 
     @property
     def macs(self):
-        return sum(r.macs for r in self.rows)
+        """Multiply-accumulates per image; None when a layer's are unknown (a partial sum would be wrong)."""
+        macs = [r.macs for r in self.rows]
+        return None if None in macs else sum(macs)
 
     def to_dict(self):
         return {
@@ -47,7 +51,7 @@ class ModelSummary:
                         "params": r.params, "macs": r.macs} for r in self.rows],
             "total_params": self.total, "trainable_params": self.trainable,
             "non_trainable_params": self.non_trainable, "macs_per_image": self.macs,
-            "flops_per_image": 2 * self.macs,
+            "flops_per_image": None if self.macs is None else 2 * self.macs,
         }
 
 
@@ -88,7 +92,9 @@ def build_model(spec, input_shape=MNIST_SHAPE, num_classes=10, pixel_stats=(0.0,
                 problems.append(spec.problem(f"{path}.{arg}", f"'{layer_spec.type}' {window}"))
                 break
             x = layer(x)
-        except Exception as err:  # Keras says why a layer cannot take this input; report it as a spec problem
+        except (ValueError, TypeError) as err:
+            # What Keras raises when a layer's arguments or input cannot work: a spec problem. Anything
+            # else is a bug (in mnistcls or Keras) and keeps its traceback.
             problems.append(spec.problem(path, f"'{layer_spec.type}' cannot work here: {_keras_message(err)}"))
             break
         if any(d is not None and d < 1 for d in x.shape[1:]):
@@ -141,18 +147,66 @@ def _window_too_large(layer, input_shape):
 
 
 def _macs(layer):
-    """Multiply-accumulates per image: each kernel weight is used once per output position.
+    """Multiply-accumulates per image of one layer, or None where mnistcls cannot count them."""
+    counter = _mac_counters().get(type(layer).__name__)
+    return counter(layer) if counter else None
 
-    Holds for Dense and every convolution (Conv2D, DepthwiseConv2D, ...); layers
-    without a kernel (pooling, normalization, activations) cost next to nothing.
+
+def _positions(shape):
+    """How many places a kernel is applied at in a (batch, ..., channels) tensor: every axis but the two ends."""
+    return math.prod(d for d in shape[1:-1])
+
+
+def _size(weight):
+    return math.prod(weight.shape)
+
+
+def _kernel_at_each_output(layer):
+    # Dense (on the last axis), convolutions and depthwise convolutions: each kernel weight is used once
+    # per output position (a depthwise kernel is (k, k, channels, multiplier), one filter per channel).
+    return _size(layer.kernel) * _positions(layer.output.shape)
+
+
+def _kernel_at_each_input(layer):
+    # A transposed convolution spreads each input position over a kernel-sized window of the output.
+    return _size(layer.kernel) * _positions(layer.input.shape)
+
+
+def _separable(layer):
+    # A depthwise pass, then a 1x1 pointwise one, both at every output position.
+    return (_size(layer.depthwise_kernel) + _size(layer.pointwise_kernel)) * _positions(layer.output.shape)
+
+
+# Layers counted as 0 on purpose: they hold no kernel and do a comparison, copy or a few element-wise
+# operations per value (pooling, activations, reshaping, normalization that folds into the layer before
+# it at inference) or run only in training (dropout, noise, augmentation): next to nothing beside a
+# Dense or convolution layer.
+_NEGLIGIBLE = (
+    "Activation", "ReLU", "LeakyReLU", "ELU", "PReLU", "Softmax", "Flatten", "Reshape", "Permute", "RepeatVector",
+    "Identity", "ActivityRegularization", "Rescaling", "BatchNormalization", "LayerNormalization",
+    "GroupNormalization", "UnitNormalization", "RMSNormalization", "Normalization", "Dropout", "AlphaDropout",
+    "GaussianDropout", "GaussianNoise", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
+    *(f"{kind}Pooling{d}D" for kind in ("Max", "Average", "GlobalMax", "GlobalAverage", "AdaptiveMax",
+                                        "AdaptiveAverage") for d in (1, 2, 3)),
+    *(f"{kind}{d}D" for kind in ("ZeroPadding", "Cropping", "UpSampling") for d in (1, 2, 3)),
+)
+
+
+@cache
+def _mac_counters():
+    """Keras class name -> the function that counts its multiply-accumulates per image.
+
+    Every class not named here is unknown: `summary` shows "n/a", never a guess.
     """
-    kernel = getattr(layer, "kernel", None)
-    if kernel is None:
-        return 0
-    positions = 1
-    for d in layer.output.shape[1:-1]:
-        positions *= d
-    return int(kernel.numpy().size) * positions
+    import keras
+
+    counters = {name: lambda layer: 0 for name in _NEGLIGIBLE}
+    counters.update({name: lambda layer: 0 for name in dir(keras.layers) if name.startswith("Random")})
+    counters.update({name: _kernel_at_each_output for name in (
+        "Dense", "Conv1D", "Conv2D", "Conv3D", "DepthwiseConv1D", "DepthwiseConv2D")})
+    counters.update({name: _kernel_at_each_input for name in ("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose")})
+    counters.update({name: _separable for name in ("SeparableConv1D", "SeparableConv2D")})
+    return counters
 
 
 def format_shape(shape):

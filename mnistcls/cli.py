@@ -52,8 +52,8 @@ def data_options(command):
     command = click.option("--offline", is_flag=True, default=None,
                            help="Never download; also MNISTCLS_OFFLINE=1.")(command)
     return click.option("--data-dir", type=click.Path(file_okay=False), metavar="DIR",
-                        help="Folder with one subfolder per dataset (mnist/, fashion/); "
-                             "also MNISTCLS_DATA_DIR.")(command)
+                        help="Folder with one subfolder per dataset (mnist/, fashion/), looked in first; "
+                             "default: $MNISTCLS_DATA_DIR, which this replaces.")(command)
 
 
 precision_option = click.option("--precision", type=click.Choice(PRECISIONS),
@@ -184,7 +184,8 @@ def data():
 
 @data.command("list")
 @click.option("--data-dir", type=click.Path(file_okay=False), metavar="DIR",
-              help="Also look in this folder (as MNISTCLS_DATA_DIR does).")
+              help="Look first in this folder instead of $MNISTCLS_DATA_DIR (the cache and system "
+                   "folders are still looked in).")
 @json_option
 def data_list(data_dir, as_json):
     """Show every place each dataset is looked for, what is there, and whether it verified.
@@ -223,7 +224,7 @@ def data_download(name, data_dir, offline):
     with report.DownloadProgress() as progress:
         for each in names:
             folder = datasets.download(each, data_dir=data_dir, offline=offline, progress=progress)
-            report.console.print(f"{each}: ready (cache: {folder})")
+            report.console.print(report.plain(f"{each}: ready (cache: {folder})"))
 
 
 @data.command("show")
@@ -331,8 +332,8 @@ def runs_group(ctx, sort, dataset, config, runs_dir, as_json):
     elif rows:
         report.console.print(report.runs_table(rows))
     else:
-        report.console.print(f"no runs in {runs.runs_dir(runs_dir)}"
-                             + (" match --dataset / --config" if dataset or config else ""))
+        report.console.print(report.plain(f"no runs in {runs.runs_dir(runs_dir)}"
+                                          + (" match --dataset / --config" if dataset or config else "")))
 
 
 def _group_runs_dir(ctx, runs_dir):
@@ -385,11 +386,11 @@ def runs_show(ctx, reference, runs_dir, as_json):
     Example:
       mnistcls runs show 20261123-153000_cnn_relu_fashion
     """
-    from mnistcls import runs, spec as specs
+    from mnistcls import runs
 
     run = runs.find(reference, _group_runs_dir(ctx, runs_dir))
     if as_json:
-        report.print_json({"info": {**run.info, "status": run.status}, "spec": specs.read_yaml(run.spec_text),
+        report.print_json({"info": {**run.info, "status": run.status}, "spec": run.spec_data,
                            "history": run.history, "results": runs.describe(run)})
         return
     report.console.print(report.run_info_table(run))
@@ -400,29 +401,40 @@ def runs_show(ctx, reference, runs_dir, as_json):
 
 
 @cli.command()
-@click.option("--run", "reference", required=True, metavar="RUN", help="The run whose model classifies the images.")
+@click.option("--run", "reference", metavar="RUN", help="The run whose model classifies the images.")
+@click.option("--model", "model_path", type=click.Path(), metavar="PATH",
+              help="Instead of --run: an exported model (SavedModel folder, .tflite or .onnx from mnistcls export), "
+                   "run by its own runtime.")
 @click.argument("paths", nargs=-1, required=True, metavar="IMAGE [IMAGE ...]")
 @click.option("--show", is_flag=True,
               help="Also write a PNG of each image beside the 28x28 input the model saw (a new file here).")
+@click.option("--top", type=click.IntRange(1), default=3, show_default=True,
+              help="How many of the most probable classes to give per image.")
 @runs_dir_option
 @json_option
 @click.pass_context
-def predict(ctx, reference, paths, show, runs_dir, as_json):
-    """Classify your own images (PNG, JPEG: any size, colour or grey, dark on light or light on dark).
+def predict(ctx, reference, model_path, paths, show, top, runs_dir, as_json):
+    """Classify your own images (PNG, JPEG, TIFF, BMP, GIF: any size, colour or grey, 8 or 16 bits,
+    dark on light or light on dark).
 
-    Each image is prepared as MNIST's images were (centred, scaled to fit 20x20 in
-    28x28, bright on black); the three most probable classes are printed. An
-    unreadable file is reported and the others are still classified (exit code 1).
+    Each image is prepared as the model's training images were: for MNIST, fitted
+    into 20x20 and centred by mass in 28x28; for Fashion-MNIST, trimmed, scaled so
+    the longer side is 28 and centred; for a folder, as its spec's data.style says.
+    The most probable classes are printed. An unreadable file is reported and the
+    others are still classified (exit code 1).
 
     \b
     Examples:
       mnistcls predict --run 20261123-153000_cnn_relu_mnist my_digit.png
-      mnistcls predict --run 20261123-153000_cnn_relu_fashion --show shoe.jpg shirt.jpg
+      mnistcls predict --run 20261123-153000_cnn_relu_fashion --show --top 5 shoe.jpg shirt.jpg
+      mnistcls predict --model runs/20261123-153000_cnn_relu_mnist/export/model-int8.tflite my_digit.png
     """
     from mnistcls import jobs
 
+    if (reference is None) == (model_path is None):
+        raise UsageError("give either --run RUN or --model PATH (an exported model)")
     _tensorflow(ctx)
-    prediction = jobs.predict_images(reference, paths, runs_directory=runs_dir,
+    prediction = jobs.predict_images(reference, paths, model_path=model_path, runs_directory=runs_dir, top=top,
                                      show_path=_new_file("predict-inputs.png") if show else None)
     failed = [entry for entry in prediction["images"] if "error" in entry]
     if as_json:
@@ -433,6 +445,54 @@ def predict(ctx, reference, paths, show, runs_dir, as_json):
         for entry in failed:
             report.error(entry["error"])
         report.console.print(report.files_text({"Inputs shown": prediction["show"]}))
+    if failed:
+        ctx.exit(1)
+
+
+@cli.command("export")
+@click.argument("reference", metavar="RUN")
+@click.option("--format", "-f", "formats", multiple=True, required=True, metavar="FORMAT",
+              help="savedmodel (TensorFlow Serving), tflite (LiteRT: phones, microcontrollers) or onnx "
+                   "(onnxruntime). Repeatable.")
+@click.option("--quantize", "-q", "quantizations", multiple=True, metavar="MODE",
+              help="TFLite only: none (float32, default), float16 (weights) or int8 (full integer, calibrated "
+                   "on training images). Repeatable: one .tflite each.")
+@click.option("--out", type=click.Path(), metavar="DIR",
+              help="Folder for the artefacts and their model cards (default: the run folder's export/).")
+@runs_dir_option
+@data_options
+@json_option
+@click.pass_context
+def export_command(ctx, reference, formats, quantizations, out, runs_dir, data_dir, offline, as_json):
+    """Export a run's model for deployment, and check each file with its own runtime.
+
+    Every artefact takes raw 0-255 pixels (N, 28, 28, 1) and outputs class
+    probabilities; a JSON model card goes beside it. Each is loaded back with the
+    runtime that will run it (tf.saved_model.load, LiteRT, onnxruntime), run on the
+    whole test split and compared with the Keras model before it is put in place:
+    float formats must agree on 99.9% of test images, int8 must stay within 1 point
+    of the Keras accuracy; otherwise nothing is left and the exit code is 1.
+    Needs: pip install 'mnistcls[export]'.
+
+    \b
+    Examples:
+      mnistcls export 20261123-153000_cnn_relu_mnist --format tflite --quantize int8
+      mnistcls export 20261123-153000 -f savedmodel -f tflite -f onnx --out deploy/
+      mnistcls export 20261123-153000 -f tflite -q none -q float16 -q int8
+    """
+    _tensorflow(ctx)  # before export's imports (Keras, the converters), so their start-up lines are quiet
+    from mnistcls import export
+
+    exported = export.export_run(reference, formats, quantizations=quantizations, out=out,
+                                 runs_directory=runs_dir, data_dir=data_dir, offline=offline,
+                                 verbose=ctx.find_root().params["verbose"])
+    failed = [e for e in exported["exports"] if not e["passed"]]
+    if as_json:
+        report.print_json(exported)
+    else:
+        report.console.print(report.export_table(exported))
+        for entry in failed:
+            report.error(f"{entry['path']}: check failed, not written: {entry['problem']}")
     if failed:
         ctx.exit(1)
 
@@ -521,8 +581,7 @@ def study(ctx, name, epochs, datasets, dry_run, device, runs_dir, data_dir, offl
                                             **{f"Sweep plot {i}": path
                                                for i, path in enumerate(result["files"]["sweeps"], 1)},
                                             **{f"Learning curves {i}": path
-                                               for i, path in enumerate(result["files"]["curves"], 1)}}),
-                         markup=False)
+                                               for i, path in enumerate(result["files"]["curves"], 1)}}))
 
 
 def main():

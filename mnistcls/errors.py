@@ -32,6 +32,12 @@ class GPUUnavailableError(MnistclsError):
     exit_code = 1
 
 
+class Diverged(MnistclsError):
+    """Training stopped because its loss became NaN or infinite; the run is recorded as diverged."""
+
+    exit_code = 1
+
+
 @dataclass(frozen=True)
 class Problem:
     """One mistake in a spec: where it is and what is wrong."""

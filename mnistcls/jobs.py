@@ -6,6 +6,8 @@ study is found in seconds, not hours. Each run is then trained and recorded in
 turn.
 """
 
+import functools
+import hashlib
 import itertools
 import json
 import shutil
@@ -17,7 +19,7 @@ from pathlib import Path
 
 from mnistcls import data, images, plots, report, runs, runtime, spec as specs
 from mnistcls.build import build_model, summarize
-from mnistcls.errors import DataError, Interrupted, SpecError, UsageError
+from mnistcls.errors import DataError, Diverged, Interrupted, SpecError, UsageError
 
 
 @dataclass
@@ -132,11 +134,17 @@ def _train_one(job, dataset, placement, runs_directory, quiet, on_run=None):
         runs.resume(job.run)
     else:
         precision = runtime.choose_precision(spec.train.precision, placement.on_gpu)
+    steps = train.steps_per_epoch(spec.train, len(dataset.x_train))
+    per_execution = train.steps_per_execution(spec.train, steps, placement.strategy)
     run = job.run or runs.create(runs_directory, spec, job.dataset, {
         "sweep": job.sweep, "device": placement.description,
         "replicas": placement.strategy.num_replicas_in_sync,
         "precision": precision, "versions": runtime.versions(), "command": sys.argv,
         "data": {"source": dataset.source, "verified": dataset.verified},
+        # What best_val_* were measured on: "test" makes them the best test scores seen during training.
+        "validation": spec.train.validation,
+        # The spec's steps_per_execution is lowered to a divisor of the epoch's steps: the one really used.
+        "steps_per_epoch": steps, "steps_per_execution": per_execution,
     }, started=runtime.chiefs_value(placement, time.time()))
     if on_run:
         on_run(job, run)
@@ -149,12 +157,16 @@ def _train_one(job, dataset, placement, runs_directory, quiet, on_run=None):
         run.update(status="interrupted")
         raise Interrupted(f"interrupted: {run.path} keeps the last completed epoch; "
                           f"continue with: mnistcls train --resume {run.id}") from None
+    except Diverged as err:
+        run.update(status="diverged", error=str(err))
+        raise Diverged(f"run {run.id}: {err}") from None
     except BaseException as err:
         run.update(status="failed", error=f"{type(err).__name__}: {err}")
         raise
     runs.finish(run, result.to_dict())
     shutil.rmtree(run.path / "backup", ignore_errors=True)  # only an unfinished run needs it
-    plots.learning_curves({run.id: run.curves}, run.path / "curves.png", title=f"{spec.name} on {dataset.name}")
+    plots.learning_curves({run.id: run.curves}, run.path / "curves.png", title=f"{spec.name} on {dataset.name}",
+                          validation=validated_on([spec.train.validation]))
     row = {"run": run.id, "config": spec.name, "dataset": dataset.name, "sweep": job.sweep, **result.to_dict()}
     if not quiet:
         report.console.print(report.results_table([row]))
@@ -215,18 +227,29 @@ def _saved_model(run):
 def _evaluation_pictures(run, result, test):
     """Write (or refresh) the run's confusion heatmap and misclassified grid for `result`; return their paths."""
     names = result.class_names
+    key = _picture_key(test)
     confusion = plots.confusion_heatmap(
-        result.confusion, names, run.path / f"confusion-{result.dataset}.png",
+        result.confusion, names, run.path / f"confusion-{key}.png",
         title=f"{run.id}\non {result.dataset}: test accuracy {report.percent(result.accuracy)}")
-    misclassified = run.path / f"misclassified-{result.dataset}.png"
+    misclassified = run.path / f"misclassified-{key}.png"
     shown = result.mistakes[:MISCLASSIFIED_SHOWN]
     if len(shown) == 0:
         misclassified.unlink(missing_ok=True)  # an earlier evaluation's mistakes are not this one's
         return {"confusion": str(confusion), "misclassified": None}
-    plots.image_grid(test.x_test[shown], [f"true: {names[result.labels[i]]}\npred: {names[result.predicted[i]]}"
+    plots.image_grid(test.x_test[shown], [f"true: {names[result.labels[i]]}\n"
+                                          f"pred: {names[result.predicted[i]]} {result.confidence[i]:.0%}"
                                           for i in shown], misclassified,
-                     title=f"{run.id}: {len(shown)} of {result.errors:,} misclassified {result.dataset} test images")
+                     title=f"{run.id}: the {len(shown)} most confident of {result.errors:,} "
+                           f"misclassified {result.dataset} test images")
     return {"confusion": str(confusion), "misclassified": str(misclassified)}
+
+
+def _picture_key(test):
+    """How a dataset is named in picture files: a built-in one by its name, a folder by its name and a
+    short hash of its full path (two folders of one name, say two versions of data/mine, stay apart)."""
+    if test.name in data.DATASET_NAMES:
+        return test.name
+    return f"{test.name}-{hashlib.sha256(str(Path(test.source).resolve()).encode()).hexdigest()[:8]}"
 
 
 # --- compare ----------------------------------------------------------------------------
@@ -244,8 +267,17 @@ def compare_runs(references, *, runs_directory=None, curves_path, sweep_path):
         raise UsageError(f"no completed epoch to draw in run {', '.join(empty)}")
     rows = [runs.describe(run) for run in chosen]
     curves = plots.learning_curves({run.id: run.curves for run in chosen}, curves_path,
-                                   title=f"{len(chosen)} runs compared")
+                                   title=f"{len(chosen)} runs compared",
+                                   validation=validated_on([row["validation"] for row in rows]))
     return {"runs": rows, "curves": str(curves), "sweep": sweep_picture(rows, sweep_path)}
+
+
+def validated_on(validations):
+    """What the val_* figures of runs with these `validation` settings measure, for a picture's labels.
+
+    With `validation: test` they are test scores taken during training, and are named so.
+    """
+    return "test" if validations and all(v == "test" for v in validations) else "validation"
 
 
 def sweep_picture(rows, path):
@@ -261,7 +293,8 @@ def sweep_picture(rows, path):
     nan = float("nan")  # an unfinished run may not have validated yet
     return str(plots.sweep_plot(values, [row.get("best_val_loss", nan) for row in rows],
                                 [row.get("best_val_accuracy", nan) for row in rows], path,
-                                param_name=swept, log_x=log_x))
+                                param_name=swept, log_x=log_x,
+                                validation=validated_on([row["validation"] for row in rows])))
 
 
 def _number_or_text(value):
@@ -276,42 +309,73 @@ def _number_or_text(value):
 
 # --- predict ----------------------------------------------------------------------------
 
-def predict_images(reference, paths, *, runs_directory=None, show_path=None, top=3):
-    """Classify the user's image files with a run's model.
+def predict_images(reference, paths, *, top, model_path=None, runs_directory=None, show_path=None):
+    """Classify the user's image files with a run's model, or with an exported artefact at `model_path`,
+    each prepared as the model's training images were.
 
     An unreadable file gets an "error" entry and the others are still classified.
     With `show_path`, writes each original beside the 28x28 input the model saw.
 
     Returns:
-        {"run", "trained_on", "images": [{"image", "top": [{"class", "label", "probability"}]} or
+        {"run", "trained_on", "style", "images": [{"image", "top": [{"class", "label", "probability"}]} or
         {"image", "error"}], "show": path or None}
     """
     from mnistcls import evaluate  # imports TensorFlow
 
-    run = runs.find(reference, runs_directory)
-    model = evaluate.load_model(_saved_model(run))
-    if tuple(model.input_shape[1:3]) != (images.SIZE, images.SIZE):
-        raise UsageError(f"run {run.id}'s model takes {model.input_shape[1]}x{model.input_shape[2]} images; "
-                         f"predict makes {images.SIZE}x{images.SIZE} MNIST-style inputs for models trained on them")
-    names = _class_names(run, model.output_shape[-1])
+    if model_path:
+        source, trained_on, style, names, classify = _artefact_classifier(model_path, top)
+    else:
+        run = runs.find(reference, runs_directory)
+        model = evaluate.load_model(_saved_model(run))
+        _check_input_size(f"run {run.id}'s model", model.input_shape[1:3])
+        source, trained_on, style = run.id, run.info.get("dataset"), runs.picture_style(run)
+        names = _class_names(run, model.output_shape[-1])
+        classify = functools.partial(evaluate.classify, model, top=top)
     entries, pictures = [], []
     for path in paths:
         try:
-            pictures.append(images.load_digit_image(path))
+            pictures.append(images.load_picture(path, style))
             entries.append({"image": str(path)})
         except UsageError as err:
             entries.append({"image": str(path), "error": str(err)})
     readable = [entry for entry in entries if "error" not in entry]
     if pictures:
-        for entry, ranked in zip(readable, evaluate.classify(model, [inputs for _, inputs in pictures], top)):
+        for entry, ranked in zip(readable, classify([inputs for _, inputs in pictures])):
             entry["top"] = [{"class": names[c], "label": c, "probability": p} for c, p in ranked]
     shown = None
     if show_path and pictures:
         pairs = [picture for pair in pictures for picture in pair]  # original, input, original, input...
         titles = [title for entry in readable for title in (
             Path(entry["image"]).name, f"model input\n{entry['top'][0]['class']} {entry['top'][0]['probability']:.0%}")]
-        shown = str(plots.image_grid(pairs, titles, show_path, cols=2, title="What the model saw"))
-    return {"run": run.id, "trained_on": run.info.get("dataset"), "images": entries, "show": shown}
+        shown = str(plots.image_grid(pairs, titles, show_path, cols=2,
+                                     title=f"What the model saw ({style} style: {specs.STYLES[style]})"))
+    return {"run": source, "trained_on": trained_on, "style": style, "images": entries, "show": shown,
+            **({"model": str(model_path)} if model_path else {})}
+
+
+def _artefact_classifier(path, top):
+    """(run id or path, dataset trained on, picture style, class names, classify) of an exported artefact,
+    run by its own runtime; all but the last come from the model card beside it (defaults without one)."""
+    import numpy as np
+
+    from mnistcls import evaluate, export  # imports TensorFlow
+
+    runner, card = export.open_artefact(path)
+    _check_input_size(str(path), next(iter(runner.input.values()))["shape"][1:3])
+    count = runner.output["shape"][-1]
+    names = [entry.get("name") for entry in card.get("classes", [])]
+    names = names if len(names) == count else [str(label) for label in range(count)]
+    style = card.get("photo_preparation", {}).get("style", "mnist")
+    if style not in specs.STYLES:
+        raise UsageError(f"{path}: its model card names an unknown picture style {style!r}")
+    return (card.get("run") or str(path), card.get("training", {}).get("dataset"), style, names,
+            lambda pictures: evaluate.rank(runner.predict(np.stack(pictures)), top))
+
+
+def _check_input_size(what, size):
+    if tuple(size) != (images.SIZE, images.SIZE):
+        raise UsageError(f"{what} takes {size[0]}x{size[1]} images; "
+                         f"predict makes {images.SIZE}x{images.SIZE} inputs for models trained on them")
 
 
 def _class_names(run, count):

@@ -111,7 +111,7 @@ def image_grid(images, titles, path, *, title=None, cols=None, mistakes=None):
     return _save(image_grid_figure(images, titles, title=title, cols=cols, mistakes=mistakes), path)
 
 
-def learning_curves_figure(histories, *, title=None):
+def learning_curves_figure(histories, *, title=None, validation="validation"):
     """Draw loss (log scale) and accuracy per epoch for one or more training runs.
 
     Each run has its own colour; training is solid and validation dashed.
@@ -121,6 +121,7 @@ def learning_curves_figure(histories, *, title=None):
             "val_loss": [...], "accuracy": [...], "val_accuracy": [...]}; any key
             may be missing and is then not drawn.
         title: optional title above both panels.
+        validation: what the val_* curves were measured on, for the legend (e.g. "test set").
     """
     if not histories:
         raise ValueError("no training histories to draw")
@@ -153,21 +154,21 @@ def learning_curves_figure(histories, *, title=None):
         handles += [Line2D([], [], color=f"C{i % 10}", label=str(label)) for i, label in enumerate(histories)]
     handles.append(Line2D([], [], color="0.3", linestyle="-", label="train"))
     if has_validation:
-        handles.append(Line2D([], [], color="0.3", linestyle="--", label="validation"))
+        handles.append(Line2D([], [], color="0.3", linestyle="--", label=validation))
     acc_ax.legend(handles=handles, loc="best", fontsize="small")
     return fig
 
 
-def learning_curves(histories, path, *, title=None):
+def learning_curves(histories, path, *, title=None, validation="validation"):
     """Write `learning_curves_figure(...)` to `path` as a PNG and return the Path."""
-    return _save(learning_curves_figure(histories, title=title), path)
+    return _save(learning_curves_figure(histories, title=title, validation=validation), path)
 
 
 def _is_number(value):
     return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
 
 
-def sweep_plot_figure(values, best_val_loss, best_val_accuracy, *, param_name, log_x=False):
+def sweep_plot_figure(values, best_val_loss, best_val_accuracy, *, param_name, log_x=False, validation="validation"):
     """Draw the best validation loss and accuracy reached for each value of a swept setting.
 
     Numeric values are placed at their value on the x axis (sorted, and ticked at
@@ -180,6 +181,7 @@ def sweep_plot_figure(values, best_val_loss, best_val_accuracy, *, param_name, l
         best_val_accuracy: the highest validation accuracy of the run for each value.
         param_name: what was swept, used as the x axis label.
         log_x: use a log x axis; only for numeric values, which must then be > 0.
+        validation: what the scores were measured on, for the titles (e.g. "test set").
     """
     values = list(values)
     if not values or not len(values) == len(best_val_loss) == len(best_val_accuracy):
@@ -198,7 +200,7 @@ def sweep_plot_figure(values, best_val_loss, best_val_accuracy, *, param_name, l
         tick_labels = [str(v) for v in values]
 
     fig = _new_figure(10, 4)
-    panels = zip(fig.subplots(1, 2), ("best validation loss", "best validation accuracy"),
+    panels = zip(fig.subplots(1, 2), (f"best {validation} loss", f"best {validation} accuracy"),
                  (best_val_loss, best_val_accuracy))
     for ax, name, scores in panels:
         y = np.asarray(scores, dtype=float)[order]
@@ -218,10 +220,10 @@ def sweep_plot_figure(values, best_val_loss, best_val_accuracy, *, param_name, l
     return fig
 
 
-def sweep_plot(values, best_val_loss, best_val_accuracy, path, *, param_name, log_x=False):
+def sweep_plot(values, best_val_loss, best_val_accuracy, path, *, param_name, log_x=False, validation="validation"):
     """Write `sweep_plot_figure(...)` to `path` as a PNG and return the Path."""
     return _save(sweep_plot_figure(values, best_val_loss, best_val_accuracy,
-                                   param_name=param_name, log_x=log_x), path)
+                                   param_name=param_name, log_x=log_x, validation=validation), path)
 
 
 def confusion_heatmap_figure(confusion, class_names, *, title=None):

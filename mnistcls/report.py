@@ -5,13 +5,15 @@ with thousands separators, accuracies as percentages, one style of title.
 """
 
 import json
+import math
 import sys
+from pathlib import Path
 
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.syntax import Syntax
 from rich.table import Table
+from rich.text import Text
 
 from mnistcls.build import format_shape
 
@@ -20,21 +22,36 @@ console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
 err_console = Console(stderr=True, highlight=False)
 
 
+def plain(value):
+    """`value` as text rich shows as it is: paths, run ids and names may hold `[`, which is not markup.
+
+    A `Text` (styled on purpose, e.g. `styled("finished", "green")`) is kept as it is.
+    """
+    return value if isinstance(value, Text) else Text(str(value))
+
+
+def styled(value, style):
+    """User text in a style, its `[` still plain."""
+    return Text(str(value), style=style)
+
+
 def table(title, columns, rows, caption=None):
-    """A table whose numeric columns (names ending in '>') are right-aligned."""
-    t = Table(title=title, caption=caption, title_justify="left", caption_justify="left")
+    """A table whose numeric columns (names ending in '>') are right-aligned; every cell is `plain`."""
+    t = Table(title=plain(title), caption=None if caption is None else plain(caption), title_justify="left",
+              caption_justify="left")
     for i, col in enumerate(columns):
         numeric = col.endswith(">")
         # Only free text may wrap: names and numbers stay on one line so rows stay readable.
-        t.add_column(col.rstrip(">"), justify="right" if numeric else "left", no_wrap=numeric or i == 0,
-                     min_width=None if numeric else 12, overflow="fold")
+        t.add_column(plain(col[:-1] if numeric else col), justify="right" if numeric else "left",
+                     no_wrap=numeric or i == 0, min_width=None if numeric else 12, overflow="fold")
     for row in rows:
-        t.add_row(*[str(v) for v in row])
+        t.add_row(*[plain(v) for v in row])
     return t
 
 
 def count(n):
-    return f"{n:,}"
+    """A whole number with thousands separators; None (unknown) as "n/a"."""
+    return "n/a" if n is None else f"{n:,}"
 
 
 def percent(x):
@@ -42,14 +59,27 @@ def percent(x):
 
 
 def print_json(data):
-    """Machine-readable output for `--json`: nothing else goes to stdout."""
-    json.dump(data, sys.stdout, indent=2)
+    """Machine-readable output for `--json`: nothing else goes to stdout.
+
+    NaN and infinity are not JSON (a diverged run's loss is one): they are written as null.
+    """
+    json.dump(_finite_or_none(data), sys.stdout, indent=2, allow_nan=False)
     sys.stdout.write("\n")
+
+
+def _finite_or_none(data):
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: _finite_or_none(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_finite_or_none(value) for value in data]
+    return data
 
 
 def error(message):
     # Messages quote paths and spec text: square brackets in them are not rich markup.
-    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    err_console.print(Text.assemble(("error:", "bold red"), " ", plain(message)), soft_wrap=True)
 
 
 # --- summary -----------------------------------------------------------------------
@@ -61,8 +91,10 @@ def model_summary(summary):
     caption = (f"Total params: {count(summary.total)}\n"
                f"Trainable params: {count(summary.trainable)}\n"
                f"Non-trainable params: {count(summary.non_trainable)}\n"
-               f"Multiply-accumulates per image: {count(summary.macs)} "
-               f"({2 * summary.macs / 1e6:.1f} MFLOPs)")
+               f"Multiply-accumulates per image: {count(summary.macs)} ({_mflops(summary.macs, 1)} MFLOPs)")
+    caption += ("\nMACs of pooling, activation, normalization, dropout and reshaping layers count as 0 "
+                "(next to nothing)" + ("; n/a: a layer type whose MACs mnistcls cannot count" if summary.macs is None
+                                       else ""))
     title = f"{summary.name}: {summary.description}" if summary.description else summary.name
     return table(title, ["Layer (type)", "Output Shape", "Param #>", "MACs>"], rows, caption)
 
@@ -70,10 +102,14 @@ def model_summary(summary):
 def models_overview(summaries):
     """One line per model: what `mnistcls summary` shows without --config."""
     rows = [(s.name, len(s.rows) - 1, count(s.total), count(s.trainable),
-             count(s.non_trainable), f"{2 * s.macs / 1e6:.2f}M", s.description) for s in summaries]
+             count(s.non_trainable), f"{_mflops(s.macs, 2)}M", s.description) for s in summaries]
     return table("Bundled configs",
                  ["Config", "Layers>", "Params>", "Trainable>", "Non-trainable>", "FLOPs/image>", "Description"],
                  rows)
+
+
+def _mflops(macs, digits):
+    return "n/a" if macs is None else f"{2 * macs / 1e6:.{digits}f}"
 
 
 # --- training ----------------------------------------------------------------------
@@ -93,7 +129,7 @@ class TrainingProgress:
         self.task = None
 
     def __enter__(self):
-        self.console.print(f"[bold]{self.title}[/]")
+        self.console.print(styled(self.title, "bold"))
         self.progress.start()
         return self
 
@@ -121,23 +157,42 @@ def _metrics_text(logs):
     return "  ".join(parts)
 
 
-RESULT_COLUMNS = ["Test acc>", "Test loss>", "Best val acc>", "@ epoch>", "Epochs>", "s/epoch>", "Params>"]
-
-
 def results_table(results, title="Results"):
     """One row per run (its id names config and dataset), plus a column per swept field.
 
-    `results`: dicts with run, [sweep] and TrainResult's fields.
+    `results`: dicts with run, [sweep], validation and TrainResult's fields.
     """
     swept = sorted({k for r in results for k in r.get("sweep", {})})
-    columns = ["Run", *swept, *RESULT_COLUMNS]
+    best, caption, mark_test = _best_val_column(results)
+    columns = ["Run", *swept, "Test acc>", "Test loss>", best, "@ epoch>", "Epochs>", "s/epoch>", "Params>"]
     rows = []
     for r in results:
         rows.append([r["run"], *[r.get("sweep", {}).get(k, "") for k in swept],
                      percent(r.get("test_accuracy")), _number(r.get("test_loss")),
-                     percent(r.get("best_val_accuracy")), r.get("best_epoch", "-"), r.get("epochs_run", "-"),
+                     _best_val(r, mark_test), r.get("best_epoch", "-"), r.get("epochs_run", "-"),
                      _number(r.get("seconds_per_epoch"), 1), count(r["params"]) if "params" in r else "-"])
-    return table(title, columns, rows)
+    return table(title, columns, rows, caption)
+
+
+def _best_val_column(rows):
+    """(column title, caption, whether to mark test-validated values) for the best validation accuracy.
+
+    A run with `validation: test` validated on the test set, so its "best validation
+    accuracy" is the best test accuracy over its epochs: the column is named so, and
+    in a table mixing both kinds such values are marked "(test)".
+    """
+    on_test = [r.get("validation") == "test" for r in rows]
+    if all(on_test):
+        return "Best test acc in training>", "validation: test: the best test accuracy over the epochs", False
+    if any(on_test):
+        return ("Best val acc>", "(test): validation: test, so this is the best test accuracy over the epochs, "
+                "not a hold-out score", True)
+    return "Best val acc>", None, False
+
+
+def _best_val(row, mark_test):
+    value = percent(row.get("best_val_accuracy"))
+    return f"{value} (test)" if mark_test and row.get("validation") == "test" else value
 
 
 def _number(x, digits=4):
@@ -148,7 +203,8 @@ class DownloadProgress:
     """A progress bar per downloaded file; called as progress(description, done_bytes, total_bytes)."""
 
     def __init__(self, out=None):
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[size]}"),
+        self.progress = Progress(TextColumn("{task.description}", markup=False), BarColumn(),
+                                 TextColumn("{task.fields[size]}"),
                                  TimeRemainingColumn(), console=out or err_console, transient=False)
         self.tasks = {}
 
@@ -168,22 +224,38 @@ class DownloadProgress:
 
 # --- data ----------------------------------------------------------------------------
 
-_FILE_MARKS = {"verified": "[green]verified[/]", "bad": "[red]BAD[/]", "missing": "[dim]-[/]",
-               "not checked": "[yellow]not checked[/]"}
+_FILE_MARKS = {"verified": styled("ok", "green"), "bad": styled("BAD", "red"), "missing": styled("-", "dim"),
+               "not checked": styled("?", "yellow")}
+_FILE_HEADERS = {"train-images-idx3-ubyte": "train\nimages", "train-labels-idx1-ubyte": "train\nlabels",
+                 "t10k-images-idx3-ubyte": "test\nimages", "t10k-labels-idx1-ubyte": "test\nlabels"}
 
 
 def dataset_places(dataset_report):
-    """For `data list`: every place looked for one dataset, and what each file there is."""
-    files = [f.file.replace("-ubyte", "") for f in dataset_report.places[0].files]
-    rows = [(p.place, p.path if p.exists else f"[dim]{p.path} (none)[/]",
-             *[_FILE_MARKS[str(f.status)] for f in p.files]) for p in dataset_report.places]
+    """For `data list`: every place looked for one dataset, what each file there is, and why a copy is bad.
+
+    Narrow enough for an 80-column terminal: a place's path folds under its name,
+    files get one short mark each, and each bad copy's reason is a line below.
+    """
+    t = Table(title=plain(f"{dataset_report.title} ({dataset_report.name})"), title_justify="left",
+              caption_justify="left")
+    t.add_column("Place (path)", overflow="fold", ratio=1)
+    for file in dataset_report.places[0].files:
+        t.add_column(_FILE_HEADERS.get(file.file, file.file), justify="center", no_wrap=True)
+    for place in dataset_report.places:
+        path = plain(place.path) if place.exists else styled(f"{place.path} (none)", "dim")
+        t.add_row(Text.assemble(f"{place.place}\n", path), *[_FILE_MARKS[str(f.status)] for f in place.files])
+    lines = [plain("ok: verified   BAD: wrong or damaged   -: missing   ?: not checked yet")]
+    lines += [Text.assemble(("BAD", "red"), f" {f.path}: {f.reason}")
+              for place in dataset_report.places for f in place.files if f.status == "bad"]
     if dataset_report.ready:
-        caption = "[green]ready[/]: every file's first copy is verified"
+        lines.append(Text.assemble(("ready", "green"), ": every file's first copy is verified"))
     else:
         missing = dataset_report.missing
-        caption = (f"[red]missing[/]: {', '.join(missing)}\n" if missing else "[red]not ready[/]: a file is bad\n")
-        caption += "\n".join(dataset_report.advice)
-    return table(f"{dataset_report.title} ({dataset_report.name})", ["Place", "Path", *files], rows, caption)
+        lines.append(Text.assemble(("missing", "red"), f": {', '.join(missing)}") if missing else
+                     Text.assemble(("not ready", "red"), ": a file is bad"))
+        lines += [plain(line) for line in dataset_report.advice]
+    t.caption = Text("\n").join(lines)
+    return t
 
 
 # --- evaluate ------------------------------------------------------------------------
@@ -192,10 +264,10 @@ def evaluation_table(results):
     """Test accuracy, loss and errors, one row per evaluated run; notes runs trained on another dataset."""
     rows = [(r["run"], r["dataset"], percent(r["test_accuracy"]), _number(r["test_loss"]), count(r["errors"]),
              count(r["images"])) for r in results]
-    notes = [f"[yellow]note:[/] {r['run']} was trained on {r['trained_on']}, not on {r['dataset']}"
+    notes = [Text.assemble(("note:", "yellow"), f" {r['run']} was trained on {r['trained_on']}, not on {r['dataset']}")
              for r in results if r["trained_elsewhere"]]
     return table("Test results", ["Run", "Dataset", "Test acc>", "Test loss>", "Errors>", "Images>"], rows,
-                 "\n".join(notes) or None)
+                 Text("\n").join(notes) if notes else None)
 
 
 def class_report_table(result):
@@ -227,26 +299,27 @@ def confusion_table(result):
 
 def _confusion_cell(n, correct, row_total):
     if n == 0:
-        return "[dim]0[/]"
+        return styled(0, "dim")
     if correct:
-        return f"[green]{n:,}[/]"
-    return f"[bold red]{n:,}[/]" if n >= 0.05 * row_total else f"[red]{n:,}[/]"
+        return styled(f"{n:,}", "green")
+    return styled(f"{n:,}", "bold red" if n >= 0.05 * row_total else "red")
 
 
 def top_confusions_text(result):
     """The most frequent mistakes in words: "Shirt predicted as T-shirt/top: 112"."""
     lines = [f"  {c['true']} predicted as {c['predicted']}: {c['count']:,}" for c in result["top_confusions"]]
-    return "\n".join(["Most frequent mistakes:", *lines]) if lines else "No mistakes."
+    return plain("\n".join(["Most frequent mistakes:", *lines]) if lines else "No mistakes.")
 
 
 def files_text(files):
     """One "what: path" line per picture written (None: not written)."""
-    return "\n".join(f"{what}: {path}" for what, path in files.items() if path)
+    return plain("\n".join(f"{what}: {path}" for what, path in files.items() if path))
 
 
 # --- runs ----------------------------------------------------------------------------
 
-_STATUS_STYLES = {"finished": "green", "running": "cyan", "interrupted": "yellow", "failed": "red", "killed": "red"}
+_STATUS_STYLES = {"finished": "green", "running": "cyan", "interrupted": "yellow", "failed": "red", "killed": "red",
+                  "diverged": "red"}
 
 
 def runs_table(rows):
@@ -255,14 +328,15 @@ def runs_table(rows):
     A run's id names its config and dataset (stamp_config_dataset), so they get
     no columns of their own: that keeps the table within 120 columns.
     """
-    return table("Runs", ["Run", "Epochs>", "Best val acc>", "Test acc>", "Params>", "s/epoch>", "Status"],
-                 [(r["run"], f"{r['epochs_run']}/{r['epochs'] or '?'}", percent(r.get("best_val_accuracy")),
+    best, caption, mark_test = _best_val_column(rows)
+    return table("Runs", ["Run", "Epochs>", best, "Test acc>", "Params>", "s/epoch>", "Status"],
+                 [(r["run"], f"{r['epochs_run']}/{r['epochs'] or '?'}", _best_val(r, mark_test),
                    percent(r.get("test_accuracy")), count(r["params"]) if "params" in r else "-",
-                   _number(r.get("seconds_per_epoch"), 1), _status(r["status"])) for r in rows])
+                   _number(r.get("seconds_per_epoch"), 1), _status(r["status"])) for r in rows], caption)
 
 
 def _status(status):
-    return f"[{_STATUS_STYLES.get(status, 'default')}]{status}[/]"
+    return styled(status, _STATUS_STYLES.get(status, "default"))
 
 
 def run_info_table(run):
@@ -272,10 +346,22 @@ def run_info_table(run):
               ("Overrides", " ".join(info.get("overrides") or []) or "-"), ("Dataset", info.get("dataset")),
               ("Started", info.get("started")), ("Finished", info.get("finished", "-")),
               ("Device", f"{info.get('device')}, {info.get('precision')}"),
+              ("Validation", _validation_text(info.get("validation"))),
+              ("Steps", f"{info['steps_per_epoch']:,} per epoch, {info['steps_per_execution']} per call into "
+                        "TensorFlow (the spec's steps_per_execution, or the largest divisor of the steps per "
+                        "epoch below it)" if "steps_per_execution" in info else "-"),
               ("Command", " ".join(["mnistcls", *info["command"][1:]]) if info.get("command") else "-")]
     if "error" in info:
-        fields.append(("Error", f"[red]{info['error']}[/]"))
+        fields.append(("Error", styled(info["error"], "red")))
     return table(f"Run {run.id}", ["Field", "Value"], fields)
+
+
+def _validation_text(validation):
+    if validation is None:
+        return "-"
+    if validation == "test":
+        return "the test set (best val acc is the best test accuracy during training)"
+    return f"{validation:.0%} of the training images, held out"
 
 
 def spec_syntax(text):
@@ -299,8 +385,31 @@ def predictions_table(prediction):
     read = [entry for entry in prediction["images"] if "top" in entry]
     ranks = max(len(entry["top"]) for entry in read)
     rows = [(entry["image"], *[f"{c['class']}  {percent(c['probability'])}" for c in entry["top"]]) for entry in read]
-    return table(f"{prediction['run']} (trained on {prediction['trained_on']})",
+    return table(f"{prediction.get('model') or prediction['run']} (trained on {prediction['trained_on']}; "
+                 f"pictures prepared in its {prediction['style']} style)",
                  ["Image", *[f"Guess {rank}" for rank in range(1, ranks + 1)]], rows)
+
+
+def export_table(exported):
+    """`mnistcls export`: each artefact's size, test accuracy, agreement with Keras and speed."""
+    keras = exported["keras"]
+    rows = [("keras (reference)", "float32", "-", percent(keras["test_accuracy"]), "-",
+             f"{keras['images_per_second']:,.0f}", "")]
+    rows += [(Path(e["path"]).name, e["quantization"] if e["quantization"] != "none" else "float32",
+              _bytes(e["bytes"]), percent(e["test_accuracy"]), percent(e["agreement"]),
+              "-" if e["images_per_second"] is None else f"{e['images_per_second']:,.0f}",
+              styled("passed", "green") if e["passed"] else styled("failed", "red"))
+             for e in exported["exports"]]
+    return table(f"Exports of {exported['run']} in {exported['out']} (checked on "
+                 f"{keras['images']:,} {exported['dataset']} test images)",
+                 ["Artefact", "Weights", "Size>", "Test acc>", "Agrees>", "Images/s>", "Check"],
+                 rows, caption="Agrees: share of test images with the Keras model's top-1 class")
+
+
+def _bytes(n):
+    if n is None:
+        return "-"
+    return f"{n / 1e6:,.2f} MB" if n >= 1e5 else f"{n / 1e3:,.1f} kB"
 
 
 def speed_table(speeds, device):
@@ -362,7 +471,7 @@ def _narrow_dataset_column(t):
 def study_table(result):
     """`mnistcls study`: the study's table, ours beside the seed's figures."""
     columns, cells = study_cells(result["rows"])
-    t = table(f"Study {result['study']}", columns, [[escape(c) for c in row] for row in cells], STUDY_NOTE)
+    t = table(f"Study {result['study']}", columns, cells, STUDY_NOTE)
     _narrow_dataset_column(t)
     return t
 
@@ -373,10 +482,10 @@ STUDY_PLAN_STATUS = {"new": "new run", "resume": "resume its run", "finished": "
 
 def study_plan_table(plan):
     """`mnistcls study --dry-run`: what would train, and the time `bench` estimates for it."""
-    rows = [(escape(experiment_text(u)), escape(u["dataset"]), STUDY_PLAN_STATUS[u["status"]], u["epochs"] or "-",
+    rows = [(experiment_text(u), u["dataset"], STUDY_PLAN_STATUS[u["status"]], u["epochs"] or "-",
              duration(u["seconds"]) if u["epochs"] else "-") for u in plan["units"]]
     t = table(f"Study {plan['study']}: plan", ["Experiment", "Dataset", "Status", "Epochs>", "Est. time>"], rows,
               f"estimated {duration(plan['seconds'])} on {plan['device']} (`mnistcls bench`'s speed, epochs of "
-              f"60,000 images); state and tables in {escape(plan['folder'])}")
+              f"60,000 images); state and tables in {plan['folder']}")
     _narrow_dataset_column(t)
     return t

@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 
 from mnistcls.errors import UsageError
-from mnistcls.spec import read_yaml
+from mnistcls.spec import STYLES, DataSpec, read_yaml
 from mnistcls.files import read_json, write_json, write_text
 
 
@@ -69,6 +69,15 @@ class Run:
                              "the run folder is damaged") from None
 
     @property
+    def spec_data(self):
+        """spec.yaml as plain data, read with the spec's limits; a UsageError where it is damaged."""
+        try:
+            return read_yaml(self.spec_text)
+        except yaml.YAMLError as err:
+            raise UsageError(f"run {self.id}: its spec.yaml cannot be read ({getattr(err, 'message', err)}); "
+                             "the run folder is damaged") from None
+
+    @property
     def status(self):
         """As recorded, except that a 'running' run whose process is gone was killed."""
         info = self.info
@@ -79,6 +88,19 @@ class Run:
 
     def update(self, **fields):
         write_json(self.path / "run.json", {**self.info, **fields})
+
+
+def picture_style(run):
+    """The style (spec.STYLES) the run's training images were prepared in: its spec's data.style, else its dataset's."""
+    recorded = run.spec_data
+    section = recorded.get("data") if isinstance(recorded, dict) else None
+    section = section if isinstance(section, dict) else {}
+    style = DataSpec(dataset=run.info.get("dataset") or section.get("dataset"),
+                     style=section.get("style", "auto")).picture_style()
+    if style not in STYLES:
+        raise UsageError(f"run {run.id}: its spec.yaml names an unknown data.style {style!r}; "
+                         f"the run folder is damaged")
+    return style
 
 
 def create(directory, spec, dataset, environment, started=None):
@@ -223,7 +245,7 @@ def describe(run):
         reached["seconds_per_epoch"] = statistics.median(row["seconds"] for row in history)
     return {"run": run.id, "config": info.get("config"), "dataset": info.get("dataset"),
             "sweep": info.get("sweep") or {}, "status": run.status, "started": info.get("started"),
-            "epochs": _planned_epochs(run), **reached, **run.metrics}
+            "epochs": _planned_epochs(run), "validation": info.get("validation"), **reached, **run.metrics}
 
 
 # `mnistcls runs --sort`: name -> (field of `describe`, whether the largest comes first)
@@ -246,6 +268,6 @@ def listing(directory=None, *, dataset=None, config=None, order="started"):
 
 def _planned_epochs(run):
     try:
-        return read_yaml(run.spec_text)["train"]["epochs"]
-    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return run.spec_data["train"]["epochs"]
+    except (UsageError, KeyError, TypeError):
         return None

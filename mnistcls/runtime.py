@@ -20,7 +20,7 @@ def import_tensorflow(verbose=False):
         return sys.modules["tensorflow"]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "3")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    with nullcontext() if verbose else _stderr_to_devnull():
+    with nullcontext() if verbose else stderr_to_devnull():
         import keras  # noqa: F401  (imported here so its own start-up lines are silenced too)
         import tensorflow as tf
     if not verbose:
@@ -29,7 +29,8 @@ def import_tensorflow(verbose=False):
 
 
 @contextmanager
-def _stderr_to_devnull():
+def stderr_to_devnull():
+    """Silence what C++ libraries (TensorFlow, the TFLite converter, LiteRT) print on file descriptor 2."""
     sys.stderr.flush()
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)

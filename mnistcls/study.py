@@ -480,9 +480,8 @@ def _sweep_plots(units, prefix, new_file):
         sweep = jobs.sweep_picture([runs.describe(unit.run) for unit in members], new_file(name.format("sweep")))
         if sweep:
             drawn["sweeps"].append(sweep)
-        curves = {report.experiment_text(_identity(unit)): unit.run.curves for unit in members}
-        drawn["curves"].append(str(plots.learning_curves(curves, new_file(name.format("curves")),
-                                                         title=f"{experiment} on {_dataset_label(dataset)}")))
+        drawn["curves"].append(_curves(members, new_file(name.format("curves")),
+                                       f"{experiment} on {_dataset_label(dataset)}"))
     return drawn
 
 
@@ -497,6 +496,12 @@ def _compared_curves(study, units, prefix, new_file):
                 continue
             label = _dataset_label(dataset)
             name = f"{prefix}-curves-{'-vs-'.join(map(_slug, group))}-{_slug(label)}.png"
-            curves = {report.experiment_text(_identity(unit)): unit.run.curves for unit in on_dataset}
-            paths.append(str(plots.learning_curves(curves, new_file(name), title=f"{' vs '.join(group)} on {label}")))
+            paths.append(_curves(on_dataset, new_file(name), f"{' vs '.join(group)} on {label}"))
     return paths
+
+
+def _curves(units, path, title):
+    """The units' runs' learning curves in one picture, labelled by experiment and swept value."""
+    curves = {report.experiment_text(_identity(unit)): unit.run.curves for unit in units}
+    validation = jobs.validated_on([unit.job.spec.train.validation for unit in units])
+    return str(plots.learning_curves(curves, path, title=title, validation=validation))

@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from mnistcls.build import build_model, summarize
-from mnistcls.errors import SpecError
+from mnistcls.errors import Diverged, SpecError
 from mnistcls.runtime import smallest_value
 from mnistcls.files import atomic_path, read_json, write_json, write_text
 from mnistcls.spec import OPTIMIZERS
@@ -39,6 +39,7 @@ class TrainResult:
     best_val_accuracy: float
     best_val_loss: float
     best_epoch: int  # 1-based epoch of the best validation accuracy
+    validation: object  # what the best_val_* figures were measured on: "test", or the held-out fraction
     epochs_run: int
     seconds_per_epoch: float  # median over the epochs of this process
     params: int
@@ -66,7 +67,7 @@ def fit(spec, dataset, run_dir, *, strategy, precision, progress=None):
     """
     run_dir = Path(run_dir)
     train_x, train_y, val_x, val_y = _split(dataset, spec.train)
-    steps = len(train_x) // spec.train.batch_size  # whole batches only: every replica gets its share
+    steps = steps_per_epoch(spec.train, len(dataset.x_train))
     backup_dir = run_dir / "backup"
     # The workers of a cluster resume together, at the earliest epoch any of them kept: one
     # killed just after its end-of-epoch save steps back to its previous copy.
@@ -83,7 +84,8 @@ def fit(spec, dataset, run_dir, *, strategy, precision, progress=None):
     # Callbacks run in this order at the end of an epoch: the schedule's and early
     # stopping's decisions first, so that the files written last (history, model,
     # backup; kept whole by SavingSection) hold the state after them.
-    callbacks = [RandomnessPerEpoch(spec.train.seed), *schedule_callbacks]
+    # TerminateOnNaN stops within the epoch whose loss stopped being a number; that epoch is still recorded.
+    callbacks = [RandomnessPerEpoch(spec.train.seed), keras.callbacks.TerminateOnNaN(), *schedule_callbacks]
     if spec.train.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(**spec.train.early_stopping))
     callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False))
@@ -100,10 +102,24 @@ def fit(spec, dataset, run_dir, *, strategy, precision, progress=None):
     with saving:
         model.fit(train_data, epochs=spec.train.epochs, initial_epoch=first_epoch, steps_per_epoch=steps,
                   validation_data=val_data, callbacks=callbacks, shuffle=False, verbose=0)  # we shuffle
+    _check_finite(recorder.history)
     save_model(model, run_dir / "model.keras")  # again: EarlyStopping may have restored best weights
     test_loss, test_accuracy = model.evaluate(
         batches(dataset.x_test, dataset.y_test, EVAL_BATCH_SIZE, dataset.num_classes, one_hot), verbose=0)
-    return model, _result(recorder.history, test_loss, test_accuracy, summarize(model, spec.name).total)
+    return model, _result(recorder.history, test_loss, test_accuracy, summarize(model, spec.name).total,
+                          spec.train.validation)
+
+
+def _check_finite(history):
+    """Raise Diverged when the last recorded epoch's loss (training or validation) is NaN or infinite.
+
+    The validation loss catches weights that broke in the epoch's last step.
+    """
+    last = history[-1] if history else {}
+    broken = [f"{key} {last[key]}" for key in ("loss", "val_loss") if key in last and not np.isfinite(last[key])]
+    if broken:
+        raise Diverged(f"training diverged in epoch {last['epoch']} ({', '.join(broken)}) at learning rate "
+                       f"{last['learning_rate']:.3g}: lower the learning rate (--lr or train.optimizer.learning_rate)")
 
 
 def compiled_model(spec, dataset, pixel_stats, steps, *, strategy, precision):
@@ -116,12 +132,16 @@ def compiled_model(spec, dataset, pixel_stats, steps, *, strategy, precision):
         model = build_model(spec, input_shape=(*dataset.image_shape, 1), num_classes=dataset.num_classes,
                             pixel_stats=pixel_stats, dtype=precision)
         learning_rate, schedule_callbacks = _learning_rate(spec.train, steps)
+        optimizer = _optimizer(spec.train.optimizer, learning_rate)
+        if precision == "mixed_float16":
+            # float16 gradients underflow without loss scaling. Keras wraps the optimizer itself only
+            # when the model's own policy is mixed_float16; here only the layers carry the policy.
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         model.compile(
-            optimizer=_optimizer(spec.train.optimizer, learning_rate),
+            optimizer=optimizer,
             loss=_loss(spec.train),
             metrics=["accuracy"],
-            # Keras 3's multi-step loop fails under MultiWorkerMirroredStrategy: one step per call there.
-            steps_per_execution=1 if multi_worker else _steps_per_execution(steps, spec.train.steps_per_execution),
+            steps_per_execution=steps_per_execution(spec.train, steps, strategy),
             jit_compile=False,  # XLA was about 2x slower on CPU here (issue 6 measurements)
         )
     if multi_worker:
@@ -214,14 +234,17 @@ class EpochRecorder(keras.callbacks.Callback):
         self.run_dir = Path(run_dir)
         self.history = read_json(self.run_dir / "history.json", [])[:first_epoch]
         self._started = None
+        self._learning_rate = None
 
     def on_epoch_begin(self, epoch, logs=None):
         self._started = time.perf_counter()
+        # The rate of the epoch's first step: a schedule evaluated at the step about to run, and the
+        # plateau rule's decisions of earlier epochs (read after the epoch, it would be the next one's).
+        self._learning_rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
     def on_epoch_end(self, epoch, logs=None):
         row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()},
-               "learning_rate": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
-               "seconds": time.perf_counter() - self._started}
+               "learning_rate": self._learning_rate, "seconds": time.perf_counter() - self._started}
         self.history.append(row)
         save_model(self.model, self.run_dir / "model.keras")
         write_json(self.run_dir / "history.json", self.history)
@@ -343,14 +366,26 @@ def _split(dataset, train_spec):
     return dataset.x_train[train], dataset.y_train[train], dataset.x_train[val], dataset.y_train[val]
 
 
-def _steps_per_execution(steps, wanted):
-    """The largest divisor of an epoch's steps up to `wanted`.
+def steps_per_epoch(train_spec, train_count):
+    """Training steps in an epoch over `train_count` images less the hold-out.
+
+    Whole batches only: every replica gets its share.
+    """
+    return (train_count - _held_out(train_spec, train_count)) // train_spec.batch_size
+
+
+def steps_per_execution(train_spec, steps, strategy):
+    """The steps per call into TensorFlow a run really uses: the largest divisor of an epoch's `steps`
+    up to the spec's `steps_per_execution` (which the run records, as it may be lower).
 
     Keras runs whole executions, so one that does not divide the epoch would
     take batches of the next epoch, and a resumed run would no longer see the
-    batches of an uninterrupted one.
+    batches of an uninterrupted one. Keras 3's multi-step loop fails under
+    MultiWorkerMirroredStrategy: one step per call there.
     """
-    return max(n for n in range(1, min(steps, wanted) + 1) if steps % n == 0)
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return 1
+    return max(n for n in range(1, min(steps, train_spec.steps_per_execution) + 1) if steps % n == 0)
 
 
 def _pixel_stats(images):
@@ -454,14 +489,14 @@ _SCHEDULES = {"constant": _constant, "step": _step, "exponential": _exponential,
               "inverse_time": _inverse_time, "plateau": _plateau}
 
 
-def _result(history, test_loss, test_accuracy, params):
+def _result(history, test_loss, test_accuracy, params, validation):
     val_acc = [row.get("val_accuracy", float("nan")) for row in history]
     best = int(np.nanargmax(val_acc)) if history else 0
     return TrainResult(
         test_accuracy=float(test_accuracy), test_loss=float(test_loss),
         best_val_accuracy=float(val_acc[best]) if history else float("nan"),
         best_val_loss=float(min(row.get("val_loss", float("inf")) for row in history)) if history else float("nan"),
-        best_epoch=best + 1, epochs_run=len(history),
+        best_epoch=best + 1, validation=validation, epochs_run=len(history),
         seconds_per_epoch=float(np.median([row["seconds"] for row in history])) if history else 0.0,
         params=int(params))
 

@@ -1,5 +1,6 @@
 """The command line itself: help, version, exit codes, and start-up cost."""
 
+import os
 import subprocess
 import sys
 
@@ -45,8 +46,28 @@ def test_data_list_shows_where_each_dataset_was_found(shared_data_dir, fashion_s
     mnist, fashion = json.loads(result.output)
     assert fashion["ready"] and any(p["path"] == str(fashion_system_dir) and
                                     all(f["status"] == "verified" for f in p["files"]) for p in fashion["places"])
-    assert mnist["missing"] == ["train-images-idx3-ubyte"] and not mnist["ready"]
+    assert mnist["ready"] and mnist["missing"] == []
     assert any("mnistcls data download mnist" in line for line in mnist["advice"])
+
+
+def test_data_list_says_why_a_copy_is_bad_in_80_columns(tmp_path, monkeypatch):
+    from rich.console import Console
+
+    from mnistcls import report
+
+    folder = tmp_path / "very-long-folder-name-that-has-to-fold-somewhere" / "mnist"
+    folder.mkdir(parents=True)
+    (folder / "t10k-labels.idx1-ubyte").write_bytes(b"\x00\x00\x08\x01\x00\x00\x27\x10")  # no labels
+    monkeypatch.setattr(report, "console", Console(width=80, record=True, file=open(os.devnull, "w")))
+    result = CliRunner().invoke(cli, ["data", "list", "--data-dir", str(folder.parent)])
+    assert result.exit_code == 0, result.output
+    text = report.console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    unfolded = " ".join(line.strip() for line in text.splitlines())
+    assert "BAD" in text
+    # The reason follows the bad copy's path (folded over lines where it is long).
+    assert "t10k-labels.idx1-ubyte:is8byteslong(uncompressed)butitsIDXheader(10000)callsfor10,008" \
+        in unfolded.replace(" ", "")
 
 
 def test_data_show_writes_a_new_png_and_never_overwrites(fashion_system_dir, tmp_path, monkeypatch):
@@ -70,3 +91,27 @@ def test_a_corrupt_data_file_is_one_clear_message(tmp_path):
                                       "--data-dir", str(tmp_path)])
     assert result.exit_code == 1
     assert "t10k-images-idx3-ubyte" in result.output and "Traceback" not in result.output
+
+
+def test_data_dir_replaces_the_environment_folder_as_its_help_says(tmp_path, monkeypatch):
+    import json
+
+    env_folder, option_folder = tmp_path / "env", tmp_path / "option"
+    monkeypatch.setenv("MNISTCLS_DATA_DIR", str(env_folder))
+    result = CliRunner().invoke(cli, ["data", "list", "--json", "--data-dir", str(option_folder)])
+    assert result.exit_code == 0, result.output
+    looked_in = [place["path"] for dataset in json.loads(result.output) for place in dataset["places"]]
+    assert any(path.startswith(str(option_folder)) for path in looked_in)
+    assert not any(path.startswith(str(env_folder)) for path in looked_in)
+    for command in (["data", "list"], ["data", "show"], ["train"]):
+        help_text = " ".join(CliRunner().invoke(cli, [*command, "--help"]).output.split())
+        assert "MNISTCLS_DATA_DIR" in help_text and "also look" not in help_text.lower(), command
+        assert "instead of $MNISTCLS_DATA_DIR" in help_text or "which this replaces" in help_text, command
+
+
+def test_data_and_runs_commands_do_not_import_tensorflow(tmp_path):
+    code = ("import sys; from click.testing import CliRunner; from mnistcls.cli import cli; "
+            f"r1 = CliRunner().invoke(cli, ['runs', '--runs-dir', {str(tmp_path)!r}]); "
+            f"r2 = CliRunner().invoke(cli, ['data', 'list', '--data-dir', {str(tmp_path)!r}]); "
+            "print(r1.exit_code, r2.exit_code, 'tensorflow' in sys.modules, 'keras' in sys.modules)")
+    assert _python(code).split() == ["0", "0", "False", "False"]

@@ -92,12 +92,26 @@ def test_gpu_without_a_gpu_fails_clearly(small_fashion, tmp_path):
     assert not tmp_path.joinpath("runs").exists() and runs.all_runs(tmp_path) == []
 
 
-def test_mnist_here_ends_in_the_data_layers_offline_error(tmp_path, shared_data_dir):
-    result = CliRunner().invoke(cli, ["train", "-c", "cnn_relu.yaml", "--runs-dir", str(tmp_path),
-                                      "--data-dir", str(shared_data_dir)])
+def test_fast_mnist_learns_real_digits_in_one_epoch(tmp_path, shared_data_dir):
+    """The real MNIST, all four files from ../shared/data, through the whole train command."""
+    result = CliRunner().invoke(cli, ["train", "-c", "fast_mnist.yaml", "--epochs", "1", "--runs-dir", str(tmp_path),
+                                      "--data-dir", str(shared_data_dir), "--json"])
+    assert result.exit_code == 0, result.output
+    [row] = json.loads(result.stdout)
+    assert row["dataset"] == "mnist" and row["test_accuracy"] > 0.95  # one epoch of a small CNN on real digits
+    assert runs.find(row["run"], tmp_path).info["data"]["verified"] is True
+
+
+def test_missing_training_images_end_in_the_data_layers_offline_error(tmp_path, shared_data_dir):
+    folder = tmp_path / "data" / "mnist"
+    folder.mkdir(parents=True)
+    for name in ("train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        (folder / name).symlink_to(shared_data_dir / "mnist" / name)
+    result = CliRunner().invoke(cli, ["train", "-c", "cnn_relu.yaml", "--runs-dir", str(tmp_path / "runs"),
+                                      "--data-dir", str(folder.parent)])
     assert result.exit_code == 1
-    assert "train-images-idx3-ubyte" in result.output
-    assert runs.all_runs(tmp_path) == []
+    assert "train-images-idx3-ubyte not found" in result.output
+    assert runs.all_runs(tmp_path / "runs") == []
 
 
 # --- interruptions, in a real process -------------------------------------------------
