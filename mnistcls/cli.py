@@ -575,7 +575,8 @@ def study(ctx, name, epochs, datasets, dry_run, device, runs_dir, data_dir, offl
         report.print_json(result)
         return
     if result["skipped"]:
-        report.console.print(f"{result['skipped']} of {len(result['rows'])} runs had finished before: not trained again")
+        report.console.print(f"{result['skipped']} of {len(result['rows'])} runs had finished before: "
+                             "not trained again")
     report.console.print(report.study_table(result))
     report.console.print(report.files_text({"Markdown": result["files"]["markdown"], "CSV": result["files"]["csv"],
                                             **{f"Sweep plot {i}": path

@@ -433,7 +433,8 @@ def study_cells(rows):
     """(STUDY_COLUMNS, plain-text cells): one study row per run (from study.run_study), for tables and Markdown."""
     def best(row):
         accuracy = row.get("best_accuracy_in_training")
-        return "-" if accuracy is None else f"{percent(accuracy)} {'test' if row['validated_on'] == 'test set' else 'val'}"
+        on = "test" if row["validated_on"] == "test set" else "val"
+        return "-" if accuracy is None else f"{percent(accuracy)} {on}"
 
     cells = [[experiment_text(r), r["dataset"], count(r["params"]) if r.get("params") else "-",
               percent(r.get("test_accuracy")), best(r), str(r.get("epochs") or "-"), duration(r.get("seconds")),

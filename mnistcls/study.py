@@ -229,7 +229,9 @@ def plan_study(study, *, epochs=None, datasets=()):
     problems, planned = [], []
     for experiment in study.experiments:
         try:
-            own = experiment.datasets or [jobs.plan([experiment.config], [], extra)[0].dataset]
+            # Without `datasets:`, the one the spec names (a `set: {data.dataset: ...}` included).
+            own = experiment.datasets or [
+                jobs.plan([experiment.config], [], [*experiment.overrides, *extra])[0].dataset]
             planned.append((experiment, own))
         except SpecError as err:
             problems += [p for p in _in_study(err.problems, experiment, study) if p not in problems]

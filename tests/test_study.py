@@ -108,7 +108,8 @@ def test_a_study_runs_resumes_a_killed_run_and_then_skips_what_finished(small_fa
     ("experiments:\n  a:\n    config: tiny_cnn.yaml\n    reported: \"x\" y\n    datasets: [mnist]\n", ":4:",
      "YAML syntax error"),
     ("experiments:\n  a:\n    config: tiny_cnn.yaml\n    set:\n      train.seed: [1, 1]\n", ":5:", "each value once"),
-    ("experiments:\n  tuned:\n    config: tiny_cnn.yaml\ncompare:\n  - [tuned, tunned]\n", ":5:", "did you mean 'tuned'"),
+    ("experiments:\n  tuned:\n    config: tiny_cnn.yaml\ncompare:\n  - [tuned, tunned]\n", ":5:",
+     "did you mean 'tuned'"),
 ], ids=["unknown-config", "unknown-key", "bad-override", "yaml-error", "repeated-sweep-value", "unknown-compared"])
 def test_a_bad_study_file_is_one_clear_message(tmp_path, text, where, words):
     (tmp_path / "tiny_cnn.yaml").write_text((Path(__file__).parent / "specs" / "tiny_cnn.yaml").read_text())
