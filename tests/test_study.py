@@ -100,6 +100,12 @@ def test_a_study_runs_resumes_a_killed_run_and_then_skips_what_finished(small_fa
     assert len(runs.all_runs(tmp_path)) == 3
     assert len(list(Path(first["folder"]).glob("*-results*.md"))) == 2  # the first pass's table is kept
 
+    # A recorded run of another spec than the study's now (its file or config was edited) is not reused.
+    spec_file = tmp_path / rows[2]["run"] / "spec.yaml"
+    spec_file.write_text(spec_file.read_text().replace("learning_rate: 0.01", "learning_rate: 0.02"))
+    plan = json.loads(_study(*args, "--dry-run", "--json").stdout)
+    assert [u["status"] for u in plan["units"]] == ["finished", "finished", "new"]
+
 
 @pytest.mark.parametrize("text, where, words", [
     ("experiments:\n  a:\n    config: no_such.yaml\n", ":3:", "unknown config"),
