@@ -284,6 +284,12 @@ def read_yaml(text):
     return yaml.load(text, Loader=SpecLoader)
 
 
+def read_yaml_lines(text, source):
+    """(plain data, {field path: (file, line)}) from YAML text; a SpecError for broken YAML."""
+    origins = {}
+    return _read_yaml(text, source, origins), origins
+
+
 def _read_yaml(text, source, origins):
     """Parse YAML safely, recording each field path's line in `origins`."""
     loader = SpecLoader(text)
@@ -452,7 +458,8 @@ def _validate(raw, source, origins, problems):
     def problem(path, message):
         problems.append(_locate(origins, source, path, message))
 
-    allowed = {"name", "description", "data", "model", "train"}
+    # `search` is the space `mnistcls tune` explores (read by mnistcls.search); training ignores it.
+    allowed = {"name", "description", "data", "model", "train", "search"}
     for key in raw:
         if key not in allowed:
             problem(str(key), "unknown section" + layers.did_you_mean(str(key), allowed)
