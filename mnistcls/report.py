@@ -246,7 +246,8 @@ def files_text(files):
 
 # --- runs ----------------------------------------------------------------------------
 
-_STATUS_STYLES = {"finished": "green", "running": "cyan", "interrupted": "yellow", "failed": "red", "killed": "red"}
+_STATUS_STYLES = {"finished": "green", "running": "cyan", "interrupted": "yellow", "failed": "red", "killed": "red",
+                  "pruned": "yellow"}
 
 
 def runs_table(rows):
@@ -310,3 +311,46 @@ def speed_table(speeds, device):
     return table(f"Speed on {device}", ["Config", "Precision", "Batch>", "Train img/s>", "Eval img/s>",
                                          "s/epoch (est.)>"], rows,
                  caption="an epoch: 60,000 training images and validation on 10,000")
+
+
+# --- tune ----------------------------------------------------------------------------
+
+_TRIAL_STYLES = {"complete": "green", "pruned": "yellow", "fail": "red", "running": "cyan", "waiting": "dim"}
+
+
+def trials_table(study):
+    """`mnistcls tune`: one row per trial of the study (rows from tune.results)."""
+    names = study["params"]
+    rows = [(t["number"], f"[{_TRIAL_STYLES.get(t['state'], 'default')}]{t['state']}[/]",
+             *[_param_value(t["params"].get(name)) for name in names], percent(t["value"]),
+             t["epochs"] if t["epochs"] is not None else "-", _number(t["seconds"], 1), escape(t["note"]))
+            for t in study["trials"]]
+    return table(f"Study {study['study']}: {study['counted']} of {study['target']} trials done ({study['storage']})",
+                 ["Trial>", "State", *names, "Val acc>", "Epochs>", "Seconds>", "Note"], rows,
+                 "Val acc: the best validation accuracy on the hold-out (a pruned trial: before it was stopped). "
+                 "Each trial is a run tagged with its study and trial number in run.json (--json lists them).")
+
+
+def _param_value(value):
+    return "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def tuning_summary(study):
+    """The best trial (its values, run, test accuracy and spec file), importances and the pictures."""
+    best = study["best"]
+    if best is None:
+        lines = ["No trial has completed yet."]
+    else:
+        values = ", ".join(f"{k}={_param_value(v)}" for k, v in best["params"].items())
+        test = (f"test accuracy {percent(best['test_accuracy'])} (measured once, for this trial only)"
+                if "test_accuracy" in best else best["test_note"])
+        lines = [f"[bold]Best:[/] trial {best['number']}, validation accuracy {percent(best['value'])}: {values}",
+                 f"  run {best['run']}; {test}",
+                 f"  its spec, ready to train: mnistcls train --config {best['spec_file']}"]
+    if study["importances"]:
+        lines.append("Parameter importances: " + ", ".join(
+            f"{name} {share:.2f}" for name, share in study["importances"].items()))
+    else:
+        lines.append(f"Parameter importances: {study['importance_note']}")
+    lines += [f"{what}: {path}" for what, path in study["pictures"].items()]
+    return "\n".join(lines)

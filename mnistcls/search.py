@@ -73,8 +73,7 @@ class Param:
         return [self.low + i * step if self.kind == "int" else round(self.low + i * step, 12) for i in range(count)]
 
     def to_dict(self):
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()
-                if v not in (None, (), False) or k == "log"}
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
 
 
 @dataclass
