@@ -481,6 +481,9 @@ def bench(ctx, configs, overrides, precision, device, steps, as_json):
 @click.option("--timeout", type=click.FloatRange(0, min_open=True), metavar="SECONDS",
               help="Start no new trial after this many seconds.")
 @click.option("--sampler", type=click.Choice(["tpe", "random", "grid"]), default="tpe", show_default=True)
+@click.option("--sampler-seed", type=click.IntRange(0), metavar="N",
+              help="Draw the same values in the same order each time (one worker; workers sharing a study "
+                   "need different seeds or none).")
 @click.option("--pruner", type=click.Choice(["median", "none"]), default="median", show_default=True,
               help="median stops a trial whose validation accuracy falls below the median of earlier trials "
                    "at the same epoch.")
@@ -497,7 +500,7 @@ def bench(ctx, configs, overrides, precision, device, steps, as_json):
 @data_options
 @json_option
 @click.pass_context
-def tune(ctx, configs, space_file, search, trials, timeout, sampler, pruner, study_name, storage, dataset, epochs,
+def tune(ctx, configs, space_file, search, trials, timeout, sampler, sampler_seed, pruner, study_name, storage, dataset, epochs,
          overrides, device, runs_dir, data_dir, offline, as_json):
     """Search a spec's hyperparameters with Optuna; every trial is an ordinary run.
 
@@ -510,8 +513,9 @@ def tune(ctx, configs, space_file, search, trials, timeout, sampler, pruner, stu
     Examples:
       mnistcls tune -c a2_hidden128.yaml --space a2_lr_adam.yaml --trials 20
       mnistcls tune -c fast_fashion.yaml --space fast_fashion.yaml --trials 30 --timeout 3600
-      mnistcls tune -c a3_width.yaml --search 'model.1.units={int: [10, 1000], log: true}' --trials 10
-      mnistcls tune --study a3_width-fashion --trials 20                  # continue a study
+      mnistcls tune -c a3_width.yaml --search 'model.1.units={int: [10, 1000], log: true}' --trials 10 \\
+          --study widths
+      mnistcls tune --study widths --trials 20                            # continue it, to 20 trials
       mnistcls tune -c fast_fashion.yaml --space fast_fashion.yaml --trials 50 \\
           --storage postgresql://tune:secret@dbhost/studies                # the same on every machine
     """
@@ -522,7 +526,8 @@ def tune(ctx, configs, space_file, search, trials, timeout, sampler, pruner, stu
 
     overrides = [*([f"train.epochs={epochs}"] if epochs else []), *overrides]
     study = tuning.tune(configs[0] if configs else None, space_file=space_file, search=search, overrides=overrides,
-                        dataset=dataset, trials=trials, timeout=timeout, sampler=sampler, pruner=pruner,
+                        dataset=dataset, trials=trials, timeout=timeout, sampler=sampler,
+                        sampler_seed=sampler_seed, pruner=pruner,
                         study_name=study_name, storage=storage, device=device, runs_directory=runs_dir,
                         data_dir=data_dir, offline=offline, quiet=as_json,
                         verbose=ctx.find_root().params["verbose"])

@@ -57,9 +57,9 @@ IMPORTANCE_MIN_TRIALS = 5  # completed trials before parameter importances mean 
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)  # the states --trials counts
 
 SAMPLERS = {
-    "tpe": lambda params: optuna.samplers.TPESampler(),
-    "random": lambda params: optuna.samplers.RandomSampler(),
-    "grid": lambda params: optuna.samplers.GridSampler(_grid(params)),
+    "tpe": lambda params, seed: optuna.samplers.TPESampler(seed=seed),
+    "random": lambda params, seed: optuna.samplers.RandomSampler(seed=seed),
+    "grid": lambda params, seed: optuna.samplers.GridSampler(_grid(params), seed=seed),
 }
 PRUNERS = {"median": optuna.pruners.MedianPruner, "none": optuna.pruners.NopPruner}
 
@@ -69,8 +69,8 @@ class _TrialFailed(Exception):
 
 
 def tune(config=None, *, space_file=None, search=(), overrides=(), dataset=None, trials, timeout=None,
-         sampler="tpe", pruner="median", study_name=None, storage=None, device="auto", runs_directory=None,
-         data_dir=None, offline=None, quiet=False, verbose=False):
+         sampler="tpe", sampler_seed=None, pruner="median", study_name=None, storage=None, device="auto",
+         runs_directory=None, data_dir=None, offline=None, quiet=False, verbose=False):
     """Run trials until the study has `trials` COMPLETE + PRUNED trials (or `timeout` seconds pass).
 
     Returns `results(study, ...)` of the whole study, the best trial's test accuracy
@@ -90,7 +90,7 @@ def tune(config=None, *, space_file=None, search=(), overrides=(), dataset=None,
     params = {name: spaces.Param(**{**p, "choices": tuple(p["choices"])}) for name, p in setup["search"].items()}
     if sampler not in SAMPLERS or pruner not in PRUNERS:
         raise UsageError(f"--sampler: one of {', '.join(SAMPLERS)}; --pruner: one of {', '.join(PRUNERS)}")
-    study = optuna.load_study(study_name=name, storage=store, sampler=SAMPLERS[sampler](params),
+    study = optuna.load_study(study_name=name, storage=store, sampler=SAMPLERS[sampler](params, sampler_seed),
                               pruner=PRUNERS[pruner]())
 
     placement = runtime.select_strategy(device)
@@ -130,6 +130,7 @@ def open_storage(url, runs_directory):
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
         try:
+            Path(url).parent.mkdir(parents=True, exist_ok=True)
             return JournalStorage(JournalFileBackend(str(url))), f"journal {url}"
         except OSError as err:
             raise UsageError(f"--storage {url}: cannot open the journal file ({err})") from None
