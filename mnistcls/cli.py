@@ -500,8 +500,8 @@ def bench(ctx, configs, overrides, precision, device, steps, as_json):
 @data_options
 @json_option
 @click.pass_context
-def tune(ctx, configs, space_file, search, trials, timeout, sampler, sampler_seed, pruner, study_name, storage, dataset, epochs,
-         overrides, device, runs_dir, data_dir, offline, as_json):
+def tune(ctx, configs, space_file, search, trials, timeout, sampler, sampler_seed, pruner, study_name, storage,
+         dataset, epochs, overrides, device, runs_dir, data_dir, offline, as_json):
     """Search a spec's hyperparameters with Optuna; every trial is an ordinary run.
 
     The objective is the best validation accuracy on a hold-out of the training set

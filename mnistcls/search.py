@@ -127,7 +127,8 @@ def load_space(config, space_file=None, search=(), overrides=()):
         key, sep, value = text.partition("=")
         where = f"--search {text}"
         if not sep or not key:
-            problems.append(Problem(where, None, "", f"expected KEY=SPEC, e.g. --search 'model.1.units={{int: [10, 1000]}}'"))
+            problems.append(Problem(where, None, "",
+                                    "expected KEY=SPEC, e.g. --search 'model.1.units={int: [10, 1000]}'"))
             continue
         try:
             entries[key] = (specs.read_yaml(value), (where, None))
@@ -149,7 +150,7 @@ def load_space(config, space_file=None, search=(), overrides=()):
     if not params and not problems:
         problems.append(Problem(str(space_file or spec_path), None, "search",
                                 "nothing to search: add a `search:` section, a space file (--space), "
-                                f"or --search KEY=SPEC, e.g. --search 'train.optimizer.learning_rate="
+                                "or --search KEY=SPEC, e.g. --search 'train.optimizer.learning_rate="
                                 "{float: [1.0e-4, 1.0e-2], log: true}'"))
     if problems:
         raise SpecError(sorted(problems, key=lambda p: (p.file, p.line or 0)))
@@ -183,8 +184,8 @@ def _read_space_file(raw, origins, source, entries, problems):
         return [], {}
     for key in raw:
         if key not in allowed:
-            problems.append(_at(origins, source, str(key), "unknown section"
-                                          + layers.did_you_mean(str(key), allowed) + f"; allowed: {', '.join(allowed)}"))
+            problems.append(_at(origins, source, str(key), "unknown section" + layers.did_you_mean(str(key), allowed)
+                                + f"; allowed: {', '.join(allowed)}"))
     _collect(raw["search"], "search", origins, source, entries, problems)
     fixed = raw.get("set") or {}
     if not isinstance(fixed, dict):

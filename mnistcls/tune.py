@@ -116,7 +116,7 @@ def tune(config=None, *, space_file=None, search=(), overrides=(), dataset=None,
             _retry(study, study.trials[interrupted])
         raise Interrupted(f"interrupted: trial {interrupted} is recorded as failed and queued to run again; "
                           f"continue the study with the same command (or: mnistcls tune --study {name}"
-                          + (f" --storage URL" if storage else "") + f" --trials {trials})") from None
+                          + (" --storage URL" if storage else "") + f" --trials {trials})") from None
     return results(study, setup, params, loaded, runs_directory, target=trials, storage_words=where)
 
 
@@ -138,11 +138,12 @@ def open_storage(url, runs_directory):
     try:
         return optuna.storages.RDBStorage(
             url, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=2 * HEARTBEAT_SECONDS,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)), shown
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES),
+        ), shown
     except ImportError as err:
         raise UsageError(f"--storage {shown}: the database driver is missing ({err}); for PostgreSQL: "
                          "pip install 'mnistcls[postgres]'") from None
-    except Exception as err:  # noqa: BLE001  SQLAlchemy's many errors: a bad URL, a server not reached
+    except Exception as err:
         raise MnistclsError(f"--storage {shown}: cannot open the study storage "
                             f"({type(err).__name__}: {str(err).splitlines()[0]})") from None
 
@@ -262,9 +263,10 @@ class _Objective:
         from mnistcls import train  # imports TensorFlow
 
         self.current = trial.number
+        for key in ("run", "error", "epochs"):  # a retried trial starts with the attributes of the one it repeats
+            if trial.user_attrs.get(key) is not None:
+                trial.set_user_attr(key, None)
         trial.set_user_attr("host", socket.gethostname())
-        if "error" in trial.user_attrs:  # a retried trial starts with the attributes of the one it repeats
-            trial.set_user_attr("error", None)
         values = {name: _suggest(trial, param) for name, param in self.params.items()}
         try:
             spec = trial_spec(self.study.study_name, self.setup, self.params, values, self.hold_out)
@@ -293,7 +295,7 @@ class _Objective:
         precision = runtime.choose_precision(spec.train.precision, placement.on_gpu)
         run = runs.create(self.runs_directory, spec, spec.data.dataset, {
             "study": self.study.study_name, "trial": trial.number,
-            "sweep": {name: json.dumps(value) for name, value in values.items()},
+            "sweep": {name: value if isinstance(value, str) else json.dumps(value) for name, value in values.items()},
             "device": placement.description, "replicas": placement.strategy.num_replicas_in_sync,
             "precision": precision, "versions": runtime.versions(), "command": sys.argv,
             "data": {"source": dataset.source, "verified": dataset.verified},
@@ -309,7 +311,7 @@ class _Objective:
             run.update(status="interrupted")
             trial.set_user_attr("error", "interrupted (Ctrl-C)")
             raise
-        except Exception as err:  # noqa: BLE001  a trial's own error (say, out of memory): the study goes on
+        except Exception as err:
             run.update(status="failed", error=f"{type(err).__name__}: {err}")
             trial.set_user_attr("error", f"{type(err).__name__}: {err}")
             raise _TrialFailed(str(err)) from err

@@ -148,8 +148,9 @@ def test_pruning_callback_stops_training_after_the_epoch_is_recorded(small_fashi
     trial = study.ask()
     callback = PruningCallback(trial)
     spec = specs.load_spec(TINY_SPEC, ["train.validation=0.2"])  # 2 epochs planned
-    _, result = train.fit(spec, data.load(str(small_fashion)), tmp_path, strategy=runtime.select_strategy("cpu").strategy,
-                          precision="float32", callbacks=[callback], test=False)
+    strategy = runtime.select_strategy("cpu").strategy
+    _, result = train.fit(spec, data.load(str(small_fashion)), tmp_path, strategy=strategy, precision="float32",
+                          callbacks=[callback], test=False)
     assert callback.pruned_at == 1 and result.epochs_run == 1
     assert list(study.trials[0].intermediate_values) == [1]
     assert result.test_accuracy is None
@@ -193,7 +194,8 @@ def postgres_url():
     subprocess.run([*as_owner, bin_dir / "pg_ctl", "-D", root / "data", "-l", root / "log", "-w", "-o",
                     f"-p {port} -k {root} -c listen_addresses='' -c fsync=off", "start"], **quiet)
     try:
-        subprocess.run([*as_owner, bin_dir / "createdb", "-h", root, "-p", str(port), "-U", "postgres", "tune"], **quiet)
+        subprocess.run([*as_owner, bin_dir / "createdb", "-h", root, "-p", str(port), "-U", "postgres", "tune"],
+                       **quiet)
         yield f"postgresql://postgres@/tune?host={root}&port={port}"
     finally:
         subprocess.run([*as_owner, bin_dir / "pg_ctl", "-D", root / "data", "-m", "immediate", "stop"],
@@ -213,11 +215,11 @@ def test_two_workers_share_one_postgres_study(small_fashion, tmp_path, postgres_
     study = optuna.load_study(study_name="shared", storage=postgres_url)
     counted = study.get_trials(states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))
     assert len(counted) == trials
-    trained = [(run.info["trial"], run.info["pid"]) for i in range(2) for run in runs.all_runs(tmp_path / f"machine{i}")]
-    numbers = [number for number, _ in trained]
+    numbers = [run.info["trial"] for i in range(2) for run in runs.all_runs(tmp_path / f"machine{i}")]
     assert len(numbers) == len(set(numbers)), "a trial was trained twice"
     assert {t.number for t in counted} <= set(numbers)
-    assert all(json.loads(out)["counted"] == trials for out, _ in outputs)
+    # A worker that stops while the other trains the last trial reports the study one short; the last reports N.
+    assert max(json.loads(out)["counted"] for out, _ in outputs) == trials
 
 
 def test_a_study_killed_mid_trial_is_completed_by_running_tune_again(small_fashion, tmp_path):
