@@ -223,7 +223,7 @@ def data_download(name, data_dir, offline):
     with report.DownloadProgress() as progress:
         for each in names:
             folder = datasets.download(each, data_dir=data_dir, offline=offline, progress=progress)
-            report.console.print(f"{each}: ready (cache: {folder})")
+            report.console.print(report.plain(f"{each}: ready (cache: {folder})"))
 
 
 @data.command("show")
@@ -331,8 +331,8 @@ def runs_group(ctx, sort, dataset, config, runs_dir, as_json):
     elif rows:
         report.console.print(report.runs_table(rows))
     else:
-        report.console.print(f"no runs in {runs.runs_dir(runs_dir)}"
-                             + (" match --dataset / --config" if dataset or config else ""))
+        report.console.print(report.plain(f"no runs in {runs.runs_dir(runs_dir)}"
+                                          + (" match --dataset / --config" if dataset or config else "")))
 
 
 def _group_runs_dir(ctx, runs_dir):
@@ -385,11 +385,11 @@ def runs_show(ctx, reference, runs_dir, as_json):
     Example:
       mnistcls runs show 20261123-153000_cnn_relu_fashion
     """
-    from mnistcls import runs, spec as specs
+    from mnistcls import runs
 
     run = runs.find(reference, _group_runs_dir(ctx, runs_dir))
     if as_json:
-        report.print_json({"info": {**run.info, "status": run.status}, "spec": specs.read_yaml(run.spec_text),
+        report.print_json({"info": {**run.info, "status": run.status}, "spec": run.spec_data,
                            "history": run.history, "results": runs.describe(run)})
         return
     report.console.print(report.run_info_table(run))
@@ -404,25 +404,30 @@ def runs_show(ctx, reference, runs_dir, as_json):
 @click.argument("paths", nargs=-1, required=True, metavar="IMAGE [IMAGE ...]")
 @click.option("--show", is_flag=True,
               help="Also write a PNG of each image beside the 28x28 input the model saw (a new file here).")
+@click.option("--top", type=click.IntRange(1), default=3, show_default=True,
+              help="How many of the most probable classes to give per image.")
 @runs_dir_option
 @json_option
 @click.pass_context
-def predict(ctx, reference, paths, show, runs_dir, as_json):
-    """Classify your own images (PNG, JPEG: any size, colour or grey, dark on light or light on dark).
+def predict(ctx, reference, paths, show, top, runs_dir, as_json):
+    """Classify your own images (PNG, JPEG, TIFF, BMP, GIF: any size, colour or grey, 8 or 16 bits,
+    dark on light or light on dark).
 
-    Each image is prepared as MNIST's images were (centred, scaled to fit 20x20 in
-    28x28, bright on black); the three most probable classes are printed. An
-    unreadable file is reported and the others are still classified (exit code 1).
+    Each image is prepared as the model's training images were: for MNIST, fitted
+    into 20x20 and centred by mass in 28x28; for Fashion-MNIST, trimmed, scaled so
+    the longer side is 28 and centred; for a folder, as its spec's data.style says.
+    The most probable classes are printed. An unreadable file is reported and the
+    others are still classified (exit code 1).
 
     \b
     Examples:
       mnistcls predict --run 20261123-153000_cnn_relu_mnist my_digit.png
-      mnistcls predict --run 20261123-153000_cnn_relu_fashion --show shoe.jpg shirt.jpg
+      mnistcls predict --run 20261123-153000_cnn_relu_fashion --show --top 5 shoe.jpg shirt.jpg
     """
     from mnistcls import jobs
 
     _tensorflow(ctx)
-    prediction = jobs.predict_images(reference, paths, runs_directory=runs_dir,
+    prediction = jobs.predict_images(reference, paths, runs_directory=runs_dir, top=top,
                                      show_path=_new_file("predict-inputs.png") if show else None)
     failed = [entry for entry in prediction["images"] if "error" in entry]
     if as_json:

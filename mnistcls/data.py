@@ -1,7 +1,9 @@
 """Find, verify, download and load MNIST, Fashion-MNIST and look-alike datasets.
 
 A dataset is four IDX files, the format of the original MNIST distribution: training
-and test images, training and test labels, each gzipped (`.gz`) or not. For each file
+and test images, training and test labels, each gzipped (`.gz`) or not, named as the
+originals (`train-images-idx3-ubyte`) or in the dotted form many copies use
+(`train-images.idx3-ubyte`). For each file
 `load` uses the first copy found in these places:
 
 1. a data folder (the `data_dir` argument, else env MNISTCLS_DATA_DIR) holding one
@@ -64,6 +66,13 @@ class _File:
     key: str  # the `Dataset` attribute it fills, also its array's name in Keras' mnist.npz
     count: int  # number of items in MNIST and in Fashion-MNIST
 
+    @property
+    def file_names(self) -> tuple[str, ...]:
+        """The names a copy may have: the original's, or the dotted form that Kaggle and several
+        packages ship (`train-images.idx3-ubyte`), each gzipped or not; the first is preferred."""
+        dotted = self.name.replace("-idx", ".idx")
+        return (f"{self.name}.gz", self.name, f"{dotted}.gz", dotted)
+
 
 FILES = (
     _File("train-images-idx3-ubyte", "train", "images", "x_train", 60_000),
@@ -84,7 +93,6 @@ class _Known:
     folders: tuple[str, ...]  # accepted names of its subfolder in a data folder or system folder
     class_names: tuple[str, ...]
     content_sha256: dict[str, str]  # file name -> SHA-256 of the decompressed IDX content
-    archive_digests: dict[str, str]  # archive name -> digest published upstream ("md5:..."/"sha256:...")
     mirrors: tuple[str, ...]  # base URLs holding the .gz files, tried in order
     keras_cache: str  # what Keras keeps under its datasets/ folder: a folder of .gz files, or an .npz
     package: str | None = None  # a system package that installs the files
@@ -99,20 +107,13 @@ DATASETS = {
             folders=("mnist",),
             class_names=tuple(str(digit) for digit in range(10)),
             content_sha256={
-                # No hash of the decompressed training images is published; they are
-                # verified through the digest of their original archive (or of Keras'
-                # mnist.npz), see `archive_digests` and `_Stamps.learned`.
+                # The training images' hash is not published upstream; it is that of the
+                # content of the original archive (MD5 f68b3c2dcbeaaa9fbdd348bbdeb94873):
+                # 47,040,016 bytes, pixel mean 0.1307 and std 0.3081 of x/255, as published.
+                "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
                 "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
                 "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
                 "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
-            },
-            archive_digests={
-                "train-images-idx3-ubyte.gz": "md5:f68b3c2dcbeaaa9fbdd348bbdeb94873",
-                "train-labels-idx1-ubyte.gz": "md5:d53e105ee54ea40749a09fcbcd1e9432",
-                "t10k-images-idx3-ubyte.gz": "md5:9fb629c4189551a2d022fa330f9573f3",
-                "t10k-labels-idx1-ubyte.gz": "md5:ec29112dd5afa0611ce80d1b7f02629c",
-                # The hash keras.datasets.mnist.load_data() checks its download against.
-                "mnist.npz": "sha256:731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1",
             },
             mirrors=(
                 "https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -142,7 +143,6 @@ DATASETS = {
                 "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
                 "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
             },
-            archive_digests={},
             mirrors=(
                 # An S3 website endpoint: plain HTTP only, which is safe as files are verified.
                 "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
@@ -352,7 +352,7 @@ def read_idx(path) -> np.ndarray:
     """Read one IDX file (gzipped when its name ends in .gz), checking its header."""
     copy = _Copy(Path(path))
     try:
-        return _parse_idx(_read_raw(copy)[0], kind=None)
+        return _parse_idx(_read_raw(copy), kind=None)
     except _Bad as bad:
         raise DataError(f"{copy}: {bad}. Replace it with a complete IDX file.") from None
 
@@ -394,7 +394,7 @@ class _Place:
     def find(self, file: _File) -> _Copy | None:
         if self.path.suffix == ".npz":
             return _Copy(self.path, file.key) if self.path.is_file() else None
-        for name in (file.name + ".gz", file.name):
+        for name in file.file_names:
             if (self.path / name).is_file():
                 return _Copy(self.path / name)
         return None
@@ -460,25 +460,58 @@ _IDX_TYPES = {
 }
 
 
+# The largest IDX content read (MNIST's largest file is 47 MB): a header or a gzip stream
+# claiming more is refused before anything that size is allocated.
+MAX_IDX_BYTES = 1 << 30
+
+
 class _Bad(Exception):
     """What is wrong with a file, as a phrase that follows its path: "<path>: <reason>."."""
 
 
-def _read_raw(copy: _Copy) -> tuple[bytes, str | None]:
-    """The decompressed IDX content of a copy, and the digest of its archive (None for a bare file)."""
+def _read_raw(copy: _Copy) -> bytes:
+    """The decompressed IDX content of a copy."""
     try:
+        if copy.path.stat().st_size > MAX_IDX_BYTES:
+            raise _Bad(f"is {copy.path.stat().st_size:,} bytes, more than the {MAX_IDX_BYTES:,} an IDX file may be")
         data = copy.path.read_bytes()
     except OSError as error:
         raise _Bad(f"cannot be read ({error.strerror or error})") from None
     if copy.member:
-        return _npz_member_as_idx(data, copy.member), "sha256:" + hashlib.sha256(data).hexdigest()
+        return _npz_member_as_idx(data, copy.member)
     if copy.path.suffix == ".gz":
         try:
-            content = gzip.decompress(data)
+            return _gunzip_idx(data)
         except (OSError, EOFError, zlib.error) as error:
             raise _Bad(f"is not a complete gzip file ({error}): it is truncated or damaged") from None
-        return content, "md5:" + hashlib.md5(data, usedforsecurity=False).hexdigest()
-    return data, None
+    return data
+
+
+def _gunzip_idx(data: bytes) -> bytes:
+    """Decompress gzipped IDX content no further than one byte past what its header claims.
+
+    A gzip bomb (a small file that decompresses to gigabytes) is stopped there,
+    and a header claiming more than MAX_IDX_BYTES before anything is decompressed.
+    Content that is not IDX is read no further than its first bytes.
+    """
+    with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
+        content = stream.read(4)
+        if len(content) == 4 and not content[0] and not content[1] and content[2] in _IDX_TYPES:
+            content += stream.read(4 * content[3])
+            offset = 4 + 4 * content[3]
+            if len(content) == offset:
+                claimed = offset + math.prod(int.from_bytes(content[i:i + 4], "big") for i in range(4, offset, 4)
+                                             ) * _IDX_TYPES[content[2]].itemsize
+                _check_claim(claimed, content)
+                content += stream.read(claimed - offset + 1)
+    return content
+
+
+def _check_claim(claimed: int, header: bytes) -> None:
+    if claimed > MAX_IDX_BYTES:
+        shape = " x ".join(str(int.from_bytes(header[i:i + 4], "big")) for i in range(4, len(header), 4))
+        raise _Bad(f"has an IDX header ({shape}) that claims {claimed:,} bytes, more than the "
+                   f"{MAX_IDX_BYTES:,} mnistcls reads: it is damaged or not a dataset file")
 
 
 def _npz_member_as_idx(data: bytes, member: str) -> bytes:
@@ -487,6 +520,7 @@ def _npz_member_as_idx(data: bytes, member: str) -> bytes:
         raise _Bad("is not a NumPy .npz archive")
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            _check_npy_claim(archive.zip, f"{member}.npy")
             array = archive[member]
     except KeyError:
         raise _Bad(f"has no array '{member}'") from None
@@ -496,6 +530,19 @@ def _npz_member_as_idx(data: bytes, member: str) -> bytes:
         return _idx_bytes(array)
     except ValueError as error:
         raise _Bad(str(error)) from None
+
+
+def _check_npy_claim(archive: zipfile.ZipFile, name: str) -> None:
+    """Refuse an .npy member whose size, or whose header's shape, claims more than MAX_IDX_BYTES:
+    NumPy allocates what the header claims before reading the data."""
+    with archive.open(name) as member:  # a KeyError when it is not there
+        version = np.lib.format.read_magic(member)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(member)
+    claimed = max(archive.getinfo(name).file_size, math.prod(shape) * dtype.itemsize)
+    if claimed > MAX_IDX_BYTES:
+        raise _Bad(f"has an array '{name}' of {' x '.join(map(str, shape))} {dtype} ({claimed:,} bytes), more than "
+                   f"the {MAX_IDX_BYTES:,} mnistcls reads: it is damaged or not a dataset file")
 
 
 def _idx_bytes(array) -> bytes:
@@ -526,6 +573,7 @@ def _idx_header(raw: bytes, kind: str | None) -> tuple[np.dtype, tuple[int, ...]
     if kind == "labels" and (dtype.kind not in "ui" or ndim != 1):
         raise _Bad(f"has IDX magic 0x{magic:08x}, but labels need 0x00000801: integers in 1 dimension")
     expected = offset + math.prod(shape) * dtype.itemsize
+    _check_claim(expected, raw[:offset])
     if len(raw) != expected:
         raise _Bad(
             f"is {len(raw):,} bytes long (uncompressed) but its IDX header "
@@ -542,37 +590,35 @@ def _parse_idx(raw: bytes, kind: str | None) -> np.ndarray:
 
 
 def _inspect(copy: _Copy, kind: str) -> tuple[dict, bytes | None]:
-    """Read a copy: its stamp record (content hash, shape, archive digest, or an error) and content."""
+    """Read a copy: its stamp record (content hash and shape, or an error) and content."""
     try:
         stat = copy.path.stat()
         record = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-        raw, archive = _read_raw(copy)
+        raw = _read_raw(copy)
         shape = _idx_header(raw, kind)[1]
     except OSError as error:  # vanished while we looked
         return {"error": f"cannot be read ({error.strerror or error})"}, None
     except _Bad as bad:
         return {**record, "error": str(bad)}, None
-    record.update(sha256=hashlib.sha256(raw).hexdigest(), shape=list(shape), archive=archive)
+    record.update(sha256=hashlib.sha256(raw).hexdigest(), shape=list(shape))
     return record, raw
 
 
 class _Stamps:
     """What earlier runs found out about files, kept in the cache as JSON.
 
-    `files` maps a copy to its size and mtime when read and what it held: the SHA-256,
-    shape and archive digest of its content, or an error. A changed file no longer
-    matches its stamp and is read again. `learned` holds content hashes vouched for by
-    a published archive digest (MNIST's training images have no published content
-    hash), so that e.g. an uncompressed copy of that content can be verified too.
+    `files` maps a copy to its size and mtime when read and what it held: the SHA-256
+    and shape of its content, or an error. A changed file no longer matches its stamp
+    and is read again.
     """
 
     def __init__(self, cache: Path):
         self.path = cache / "stamps.json"
         try:
             saved = json.loads(self.path.read_text())
-            self.files, self.learned = dict(saved["files"]), dict(saved["learned"])
+            self.files = dict(saved["files"])
         except (OSError, ValueError, KeyError, TypeError):  # no stamps yet, or unreadable: start afresh
-            self.files, self.learned = {}, {}
+            self.files = {}
         self.changed = False
 
     def get(self, copy: _Copy) -> dict | None:
@@ -594,31 +640,21 @@ class _Stamps:
     def forget(self, copy: _Copy) -> None:
         self.changed |= self.files.pop(str(copy), None) is not None
 
-    def learn(self, key: str, sha256: str) -> None:
-        self.changed |= self.learned.get(key) != sha256
-        self.learned[key] = sha256
-
     def save(self) -> None:
         """Write the stamps; if the cache is not writable, they are simply worked out again next time."""
         if not self.changed:
             return
         with contextlib.suppress(OSError), _temporary_beside(self.path) as tmp:
-            tmp.write_text(json.dumps({"files": self.files, "learned": self.learned}, indent=1))
+            tmp.write_text(json.dumps({"files": self.files}, indent=1))
             os.replace(tmp, self.path)
         self.changed = False
 
 
-def _judge(known: _Known, file: _File, record: dict, archive_name: str, stamps: _Stamps) -> str | None:
+def _judge(known: _Known, file: _File, record: dict) -> str | None:
     """Why a copy with this stamp record is not `known`'s `file`; None when it is verified."""
     if "error" in record:
         return record["error"]
-    learned_key = f"{known.name}/{file.name}"
-    published = known.archive_digests.get(archive_name)
-    if published and record["archive"] == published:
-        if file.name not in known.content_sha256:
-            stamps.learn(learned_key, record["sha256"])
-        return None
-    expected = known.content_sha256.get(file.name) or stamps.learned.get(learned_key)
+    expected = known.content_sha256[file.name]
     if record["sha256"] == expected:
         return None
 
@@ -633,13 +669,6 @@ def _judge(known: _Known, file: _File, record: dict, archive_name: str, stamps: 
         return f"holds {count:,} {file.kind} where {known.title}'s {file.name} has {file.count:,}{swapped}"
     if file.kind == "images" and image_shape != _IMAGE_SHAPE:
         return f"holds {image_shape[0]}x{image_shape[1]} images where {known.title}'s are 28x28"
-    if expected is None:
-        originals = " or ".join(
-            f"{name} ({digest})"
-            for name, digest in known.archive_digests.items()
-            if name.startswith(file.name) or name.endswith(".npz")
-        )
-        return f"cannot be verified: no checksum of its uncompressed content is known; use {originals}"
     return (
         f"does not match {known.title}'s {file.name}: its content has SHA-256 {record['sha256'][:16]}..., "
         f"expected {expected[:16]}...; it is damaged or from another dataset"
@@ -655,7 +684,7 @@ def _verify(known: _Known, file: _File, copy: _Copy, stamps: _Stamps) -> tuple[d
     if record is None:
         record, raw = _inspect(copy, file.kind)
         stamps.put(copy, record)
-    reason = _judge(known, file, record, copy.path.name, stamps)
+    reason = _judge(known, file, record)
     if reason:
         raise _bad_copy_error(known, file, copy, reason)
     return record, raw
@@ -738,7 +767,7 @@ def _download(known: _Known, file: _File, cache: Path, stamps: _Stamps, places, 
             with _temporary_beside(final) as tmp:
                 _fetch(url, tmp, f"{known.title} {final.name}", progress)
                 record, _ = _inspect(_Copy(tmp), file.kind)
-                reason = _judge(known, file, record, final.name, stamps)
+                reason = _judge(known, file, record)
                 if reason is None:
                     os.replace(tmp, final)  # keeps size and mtime, so the record stays valid
                     stamps.put(_Copy(final), record)
@@ -804,11 +833,12 @@ def _load_custom(folder: Path, files: list[_File]) -> Dataset:
         copy = copies[file.name] = place.find(file)
         if copy is None:
             raise DataError(
-                f"{folder} has no {file.name} (or {file.name}.gz). A dataset folder needs "
-                f"{', '.join(f.name for f in files)}, and may have a classes.txt naming one class per line."
+                f"{folder} has no {file.name} (named {', '.join(file.file_names[1:])} are accepted too). "
+                f"A dataset folder needs {', '.join(f.name for f in files)}, and may have a classes.txt "
+                "naming one class per line."
             )
         try:
-            array = _parse_idx(_read_raw(copy)[0], file.kind)
+            array = _parse_idx(_read_raw(copy), file.kind)
         except _Bad as bad:
             raise DataError(f"{copy}: {bad}. Replace it with a valid IDX file.") from None
         if file.kind == "labels" and array.dtype != np.uint8:
@@ -882,7 +912,7 @@ def _report(known: _Known, file: _File, place: _Place, stamps: _Stamps, verify: 
     if record is None:
         record, _ = _inspect(copy, file.kind)
         stamps.put(copy, record)
-    reason = _judge(known, file, record, copy.path.name, stamps)
+    reason = _judge(known, file, record)
     return FileReport(file.name, str(copy), Status.BAD if reason else Status.VERIFIED, reason or "")
 
 

@@ -31,6 +31,7 @@ class Evaluation:
     loss: float
     labels: np.ndarray  # true class of each test image
     predicted: np.ndarray  # predicted class of each test image
+    confidence: np.ndarray  # the probability the model gave its predicted class, per test image
     confusion: np.ndarray  # rows: true class, columns: predicted class
 
     @property
@@ -39,8 +40,9 @@ class Evaluation:
 
     @property
     def mistakes(self):
-        """Indices of the misclassified test images, in test-set order."""
-        return np.flatnonzero(self.labels != self.predicted)
+        """Indices of the misclassified test images, the most confident mistakes first (then in test-set order)."""
+        wrong = np.flatnonzero(self.labels != self.predicted)
+        return wrong[np.argsort(-self.confidence[wrong], kind="stable")]
 
     def to_dict(self):
         """Everything as plain JSON values: scores, per-class report, confusion matrix, worst mix-ups."""
@@ -94,27 +96,31 @@ def evaluate(model, dataset):
     predicted = outputs.argmax(axis=1)
     return Evaluation(
         dataset=dataset.name, class_names=list(dataset.class_names), accuracy=float(np.mean(predicted == labels)),
-        loss=loss, labels=labels, predicted=predicted,
+        loss=loss, labels=labels, predicted=predicted, confidence=_probabilities(model, outputs).max(axis=1),
         confusion=metrics.confusion_matrix(labels, predicted, dataset.num_classes))
 
 
-def classify(model, images, top=3):
+def classify(model, images, top):
     """The `top` most probable classes of each image, best first.
 
     Args:
         model: a saved model, as `load_model` returns it.
-        images: 28x28 uint8 arrays, bright content on black (images.load_digit_image's model input).
+        images: 28x28 uint8 arrays, bright content on black (images.load_picture's model input).
         top: how many classes to give per image.
 
     Returns:
         One list per image of (class index, probability) pairs.
     """
-    outputs = model.predict(np.stack(images)[..., None], batch_size=EVAL_BATCH_SIZE, verbose=0)
-    # A model trained on logits (from_logits: true) needs a softmax to give probabilities.
-    if model.loss.get_config().get("from_logits"):
-        outputs = keras.ops.convert_to_numpy(keras.ops.softmax(outputs, axis=-1))
+    outputs = _probabilities(model, model.predict(np.stack(images)[..., None], batch_size=EVAL_BATCH_SIZE, verbose=0))
     best = np.argsort(-outputs, axis=1, kind="stable")[:, :top]
     return [[(int(c), float(row[c])) for c in classes] for row, classes in zip(outputs, best)]
+
+
+def _probabilities(model, outputs):
+    """The model's outputs as probabilities: a model trained on logits (from_logits: true) needs a softmax."""
+    if model.loss.get_config().get("from_logits"):
+        return keras.ops.convert_to_numpy(keras.ops.softmax(outputs, axis=-1))
+    return outputs
 
 
 def _size(shape):

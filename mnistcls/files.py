@@ -34,8 +34,8 @@ def write_json(path, data):
 
 
 def read_json(path, default=None):
-    """The JSON in `path`, or `default` when it is missing or unreadable."""
+    """The JSON in `path`, or `default` when it is missing or unreadable (nested too deep included)."""
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return default

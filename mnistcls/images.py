@@ -1,16 +1,23 @@
-"""Turn a user's picture of a digit (or garment) into a 28x28 MNIST-style model input.
+"""Turn a user's picture into a 28x28 model input, prepared the way the model's training images were.
 
-MNIST digits are bright ink on a black background, scaled to fit a 20x20 box and
-placed in a 28x28 image so that their centre of mass is at the centre. A photo or
-drawing gets the same treatment here, so the model sees what it was trained on:
+Both datasets' images are bright content on a black background, but they were
+made differently, and a model only does well on pictures made its way:
 
-1. read the file and make it grey (transparent parts become white paper);
-2. find the polarity: if the ink is darker than the background, invert;
-3. subtract the background and drop faint noise;
-4. crop to the ink, scale it to fit 20x20 (keeping its aspect ratio);
-5. paste it into 28x28 so its centre of mass lands on (14, 14).
+- mnist: the digit is scaled to fit a 20x20 box and placed in 28x28 so that its
+  centre of mass is at the centre;
+- fashion: the item was trimmed to its bounding box, scaled so that its longer
+  side is 28 pixels, and centred by that box (then negated: dark garments on
+  white become bright on black).
+
+Steps shared by both (`PREPARATIONS` has the rest):
+
+1. read the file and make it grey, at full precision whatever its mode (16-bit
+   and float pictures included); transparent parts become paper;
+2. find the polarity: if the content is darker than the background, invert;
+3. subtract the background, so the content is bright on black.
 """
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,20 +26,25 @@ from PIL import Image, ImageOps
 from mnistcls.errors import UsageError
 
 SIZE = 28  # side of the model input
-BOX = 20  # side of the box the content is scaled to fit, as in MNIST
-CENTRE = 14  # where the centre of mass goes (row and column)
-NOISE = 0.25  # ink fainter than this fraction of the strongest ink is dropped
+BOX = 20  # mnist: side of the box the content is scaled to fit
+CENTRE = 14  # mnist: where the centre of mass goes (row and column)
+NOISE = 0.25  # mnist: ink fainter than this fraction of the strongest ink is dropped
+TRIM = 0.1  # fashion: the bounding box holds what is at least this fraction of the strongest content
 MIN_CONTRAST = 25  # grey levels between background and ink below which the image counts as blank
 
+# Modes whose values go beyond 8 bits, and the value that stands for white in each.
+_WIDE_MODES = {"I;16": 65535, "I;16B": 65535, "I;16L": 65535, "I;16N": 65535, "I": None, "F": None}
 
-def load_digit_image(path):
-    """Read an image file and prepare it the way MNIST images were prepared.
 
-    Any size, colour or grey, with or without transparency, dark ink on light
-    paper or light ink on a dark background.
+def load_picture(path, style="mnist"):
+    """Read an image file and prepare it in `style` (a key of PREPARATIONS).
+
+    Any size, colour or grey, 1 to 32 bits per pixel, with or without
+    transparency, dark content on light paper or light content on a dark background.
 
     Args:
-        path: a PNG or JPEG file (anything Pillow reads).
+        path: a PNG, JPEG, TIFF, BMP or GIF file (anything Pillow reads).
+        style: "mnist" or "fashion", as the model's training images were made.
 
     Returns:
         (original, model_input): the picture as a grey uint8 array of its own
@@ -40,72 +52,123 @@ def load_digit_image(path):
         bright content on black that the model should be given.
 
     Raises:
-        UsageError: the file is missing, not a readable image, or blank.
+        UsageError: the file is missing, not a readable image, too large, or blank.
     """
     path = Path(path)
-    original = _read_grey(path)
-    ink = _ink(original)
+    grey = _read_grey(path)
+    ink = _ink(grey)
     if ink.max() < MIN_CONTRAST:
         raise UsageError(
-            f"{path}: the image is blank (no digit found); give a picture of one dark "
-            "digit on light paper, or a light one on a dark background"
+            f"{path}: the image is blank (nothing found on it); give a picture of one dark "
+            "thing on light paper, or a light one on a dark background"
         )
-    ink = np.where(ink >= NOISE * ink.max(), ink, 0)
-    return original, _centre(_fit_box(ink))
+    return np.round(grey).astype(np.uint8), PREPARATIONS[style](ink)
 
 
 def _read_grey(path):
-    """The file's pixels as a grey uint8 array, with transparency flattened onto white."""
+    """The file's pixels as grey float32 values in [0, 255], transparency composited onto paper."""
     if not path.is_file():
         raise UsageError(f"{path}: not found or not a file; check the path")
     try:
-        with Image.open(path) as image:
-            image.load()  # decode now, so broken data fails here and not later
-            image = ImageOps.exif_transpose(image)  # phone photos store their rotation in EXIF
-            if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-                paper = Image.new("RGBA", image.size, "white")
-                image = Image.alpha_composite(paper, image.convert("RGBA"))
-            return np.asarray(image.convert("L"))
+        with warnings.catch_warnings():
+            # Pillow only warns about images between its pixel limit and twice it: refuse them too.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image.load()  # decode now, so broken data fails here and not later
+                return _grey(ImageOps.exif_transpose(image))  # phone photos store their rotation in EXIF
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise UsageError(f"{path}: too large to read ({exc}); give a smaller picture") from None
     # Pillow reports bad files as OSError (unknown format, truncated data), SyntaxError
-    # (broken PNG chunks), ValueError or DecompressionBombError (absurdly large).
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise UsageError(f"{path}: not a readable image ({exc}); give a PNG or JPEG file") from exc
+    # (broken PNG chunks) or ValueError.
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise UsageError(f"{path}: not a readable image ({exc}); give a PNG, JPEG, TIFF, BMP or GIF file") from None
+
+
+def _grey(image):
+    """Grey values in [0, 255] of an open image of any mode, transparency composited onto paper."""
+    if image.mode in _WIDE_MODES:
+        values = np.asarray(image, dtype=np.float64)
+        # 32-bit integer and float pictures have no fixed white: the smallest usual one that holds them.
+        white = _WIDE_MODES[image.mode] or next((w for w in (1.0, 255.0, 65535.0) if values.max() <= w),
+                                                values.max())
+        return (np.clip(values, 0, None) * (255.0 / white)).astype(np.float32)
+    if image.mode in ("LA", "La", "PA", "RGBA", "RGBa") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        grey = np.asarray(rgba.convert("RGB").convert("L"), dtype=np.float32)
+        alpha = np.asarray(rgba.getchannel("A"), dtype=np.float32) / 255.0
+        return _on_paper(grey, alpha)
+    return np.asarray(image.convert("L"), dtype=np.float32)
+
+
+def _on_paper(grey, alpha):
+    """`grey` composited onto paper where `alpha` is below 1.
+
+    The paper is white under dark content and black under light content (a white
+    drawing on a transparent background stays visible).
+    """
+    if alpha.sum() == 0:
+        return np.full_like(grey, 255.0)
+    content = float((grey * alpha).sum() / alpha.sum())
+    paper = 0.0 if content > 127.5 else 255.0
+    return grey * alpha + paper * (1.0 - alpha)
 
 
 def _ink(grey):
-    """How far each pixel is from the background, towards the ink, as int32 in [0, 255].
+    """How far each pixel is from the background, towards the ink, as float32 in [0, 255].
 
     The background level is the median of the border pixels. The ink is whatever
     departs furthest from it: darker (pencil on paper, then we invert) or lighter
     (chalk on a board). Comparing against the background, rather than against
     mid-grey, also works for grey paper in a dim photo.
     """
-    grey = grey.astype(np.int32)
     border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
-    background = int(np.median(border))
+    background = float(np.median(border))
     if background - grey.min() > grey.max() - background:
-        grey, background = 255 - grey, 255 - background
-    return np.clip(grey - background, 0, 255)
+        grey, background = 255.0 - grey, 255.0 - background
+    return np.clip(grey - background, 0, 255).astype(np.float32)
 
 
-def _fit_box(ink):
-    """Crop to the ink's bounding box, scale it (antialiased) to fit BOX x BOX, make it uint8.
+def _mnist_style(ink):
+    """Drop faint noise, fit into BOX x BOX, centre by mass in SIZE x SIZE."""
+    ink = np.where(ink >= NOISE * ink.max(), ink, 0)
+    return _centre_by_mass(_scaled(_trimmed(ink, 0), BOX))
+
+
+def _fashion_style(ink):
+    """Trim to the bounding box of the content, scale the longer side to SIZE, centre by the box."""
+    content = _scaled(_trimmed(ink, TRIM * ink.max()), SIZE)
+    height, width = content.shape
+    out = np.zeros((SIZE, SIZE), dtype=np.uint8)
+    top, left = (SIZE - height) // 2, (SIZE - width) // 2
+    out[top:top + height, left:left + width] = content
+    return out
+
+
+PREPARATIONS = {"mnist": _mnist_style, "fashion": _fashion_style}  # spec.STYLES describes each
+
+
+def _trimmed(ink, threshold):
+    """`ink` cropped to the bounding box of its values above `threshold`."""
+    rows = np.flatnonzero((ink > threshold).any(axis=1))
+    cols = np.flatnonzero((ink > threshold).any(axis=0))
+    return ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+
+
+def _scaled(crop, side):
+    """`crop` scaled (antialiased, aspect kept) so its longer side is `side`, stretched so its maximum is 255.
 
     Scaling works on floats, so faint ink is not rounded away before the stretch.
     """
-    rows = np.flatnonzero(ink.any(axis=1))
-    cols = np.flatnonzero(ink.any(axis=0))
-    crop = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].astype(np.float32)
     height, width = crop.shape
-    scale = BOX / max(height, width)
+    scale = side / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    box = np.asarray(Image.fromarray(crop).resize(size, Image.Resampling.LANCZOS))
+    box = np.asarray(Image.fromarray(crop.astype(np.float32)).resize(size, Image.Resampling.LANCZOS))
     box = np.clip(box, 0, None)  # Lanczos overshoots slightly below 0 next to edges
-    # Stretch so the strongest ink is white, as in MNIST (scaling greys thin strokes).
+    # Stretch so the strongest content is white, as in both datasets (scaling greys thin strokes).
     return np.round(box * (255.0 / box.max())).astype(np.uint8)
 
 
-def _centre(content):
+def _centre_by_mass(content):
     """Paste `content` into a black SIZE x SIZE image with its centre of mass at CENTRE.
 
     The shift is rounded to whole pixels and clipped so no content is cut off.

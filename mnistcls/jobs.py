@@ -6,6 +6,7 @@ study is found in seconds, not hours. Each run is then trained and recorded in
 turn.
 """
 
+import hashlib
 import itertools
 import json
 import shutil
@@ -205,18 +206,29 @@ def _saved_model(run):
 def _evaluation_pictures(run, result, test):
     """Write (or refresh) the run's confusion heatmap and misclassified grid for `result`; return their paths."""
     names = result.class_names
+    key = _picture_key(test)
     confusion = plots.confusion_heatmap(
-        result.confusion, names, run.path / f"confusion-{result.dataset}.png",
+        result.confusion, names, run.path / f"confusion-{key}.png",
         title=f"{run.id}\non {result.dataset}: test accuracy {report.percent(result.accuracy)}")
-    misclassified = run.path / f"misclassified-{result.dataset}.png"
+    misclassified = run.path / f"misclassified-{key}.png"
     shown = result.mistakes[:MISCLASSIFIED_SHOWN]
     if len(shown) == 0:
         misclassified.unlink(missing_ok=True)  # an earlier evaluation's mistakes are not this one's
         return {"confusion": str(confusion), "misclassified": None}
-    plots.image_grid(test.x_test[shown], [f"true: {names[result.labels[i]]}\npred: {names[result.predicted[i]]}"
+    plots.image_grid(test.x_test[shown], [f"true: {names[result.labels[i]]}\n"
+                                          f"pred: {names[result.predicted[i]]} {result.confidence[i]:.0%}"
                                           for i in shown], misclassified,
-                     title=f"{run.id}: {len(shown)} of {result.errors:,} misclassified {result.dataset} test images")
+                     title=f"{run.id}: the {len(shown)} most confident of {result.errors:,} "
+                           f"misclassified {result.dataset} test images")
     return {"confusion": str(confusion), "misclassified": str(misclassified)}
+
+
+def _picture_key(test):
+    """How a dataset is named in picture files: a built-in one by its name, a folder by its name and a
+    short hash of its full path (two folders of one name, say two versions of data/mine, stay apart)."""
+    if test.name in data.DATASET_NAMES:
+        return test.name
+    return f"{test.name}-{hashlib.sha256(str(Path(test.source).resolve()).encode()).hexdigest()[:8]}"
 
 
 # --- compare ----------------------------------------------------------------------------
@@ -266,28 +278,29 @@ def _number_or_text(value):
 
 # --- predict ----------------------------------------------------------------------------
 
-def predict_images(reference, paths, *, runs_directory=None, show_path=None, top=3):
-    """Classify the user's image files with a run's model.
+def predict_images(reference, paths, *, top, runs_directory=None, show_path=None):
+    """Classify the user's image files with a run's model, each prepared as the model's training images were.
 
     An unreadable file gets an "error" entry and the others are still classified.
     With `show_path`, writes each original beside the 28x28 input the model saw.
 
     Returns:
-        {"run", "trained_on", "images": [{"image", "top": [{"class", "label", "probability"}]} or
+        {"run", "trained_on", "style", "images": [{"image", "top": [{"class", "label", "probability"}]} or
         {"image", "error"}], "show": path or None}
     """
     from mnistcls import evaluate  # imports TensorFlow
 
     run = runs.find(reference, runs_directory)
     model = evaluate.load_model(_saved_model(run))
+    style = _picture_style(run)
     if tuple(model.input_shape[1:3]) != (images.SIZE, images.SIZE):
         raise UsageError(f"run {run.id}'s model takes {model.input_shape[1]}x{model.input_shape[2]} images; "
-                         f"predict makes {images.SIZE}x{images.SIZE} MNIST-style inputs for models trained on them")
+                         f"predict makes {images.SIZE}x{images.SIZE} inputs for models trained on them")
     names = _class_names(run, model.output_shape[-1])
     entries, pictures = [], []
     for path in paths:
         try:
-            pictures.append(images.load_digit_image(path))
+            pictures.append(images.load_picture(path, style))
             entries.append({"image": str(path)})
         except UsageError as err:
             entries.append({"image": str(path), "error": str(err)})
@@ -300,8 +313,23 @@ def predict_images(reference, paths, *, runs_directory=None, show_path=None, top
         pairs = [picture for pair in pictures for picture in pair]  # original, input, original, input...
         titles = [title for entry in readable for title in (
             Path(entry["image"]).name, f"model input\n{entry['top'][0]['class']} {entry['top'][0]['probability']:.0%}")]
-        shown = str(plots.image_grid(pairs, titles, show_path, cols=2, title="What the model saw"))
-    return {"run": run.id, "trained_on": run.info.get("dataset"), "images": entries, "show": shown}
+        shown = str(plots.image_grid(pairs, titles, show_path, cols=2,
+                                     title=f"What the model saw ({style} style: {specs.STYLES[style]})"))
+    return {"run": run.id, "trained_on": run.info.get("dataset"), "style": style, "images": entries, "show": shown}
+
+
+def _picture_style(run):
+    """The style (spec.STYLES) the run's training images were prepared in: its spec's data.style, else its dataset's."""
+    recorded = run.spec_data
+    section = recorded.get("data") if isinstance(recorded, dict) else None
+    section = section if isinstance(section, dict) else {}
+    data_spec = specs.DataSpec(dataset=run.info.get("dataset") or section.get("dataset"),
+                               style=section.get("style", "auto"))
+    style = data_spec.picture_style()
+    if style not in images.PREPARATIONS:
+        raise UsageError(f"run {run.id}: its spec.yaml names an unknown data.style {style!r}; "
+                         f"the run folder is damaged")
+    return style
 
 
 def _class_names(run, count):

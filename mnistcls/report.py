@@ -8,10 +8,10 @@ import json
 import sys
 
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.syntax import Syntax
 from rich.table import Table
+from rich.text import Text
 
 from mnistcls.build import format_shape
 
@@ -20,16 +20,30 @@ console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
 err_console = Console(stderr=True, highlight=False)
 
 
+def plain(value):
+    """`value` as text rich shows as it is: paths, run ids and names may hold `[`, which is not markup.
+
+    A `Text` (styled on purpose, e.g. `styled("finished", "green")`) is kept as it is.
+    """
+    return value if isinstance(value, Text) else Text(str(value))
+
+
+def styled(value, style):
+    """User text in a style, its `[` still plain."""
+    return Text(str(value), style=style)
+
+
 def table(title, columns, rows, caption=None):
-    """A table whose numeric columns (names ending in '>') are right-aligned."""
-    t = Table(title=title, caption=caption, title_justify="left", caption_justify="left")
+    """A table whose numeric columns (names ending in '>') are right-aligned; every cell is `plain`."""
+    t = Table(title=plain(title), caption=None if caption is None else plain(caption), title_justify="left",
+              caption_justify="left")
     for i, col in enumerate(columns):
         numeric = col.endswith(">")
         # Only free text may wrap: names and numbers stay on one line so rows stay readable.
-        t.add_column(col.rstrip(">"), justify="right" if numeric else "left", no_wrap=numeric or i == 0,
-                     min_width=None if numeric else 12, overflow="fold")
+        t.add_column(plain(col[:-1] if numeric else col), justify="right" if numeric else "left",
+                     no_wrap=numeric or i == 0, min_width=None if numeric else 12, overflow="fold")
     for row in rows:
-        t.add_row(*[str(v) for v in row])
+        t.add_row(*[plain(v) for v in row])
     return t
 
 
@@ -49,7 +63,7 @@ def print_json(data):
 
 def error(message):
     # Messages quote paths and spec text: square brackets in them are not rich markup.
-    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    err_console.print(Text.assemble(("error:", "bold red"), " ", plain(message)), soft_wrap=True)
 
 
 # --- summary -----------------------------------------------------------------------
@@ -93,7 +107,7 @@ class TrainingProgress:
         self.task = None
 
     def __enter__(self):
-        self.console.print(f"[bold]{self.title}[/]")
+        self.console.print(styled(self.title, "bold"))
         self.progress.start()
         return self
 
@@ -148,7 +162,8 @@ class DownloadProgress:
     """A progress bar per downloaded file; called as progress(description, done_bytes, total_bytes)."""
 
     def __init__(self, out=None):
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[size]}"),
+        self.progress = Progress(TextColumn("{task.description}", markup=False), BarColumn(),
+                                 TextColumn("{task.fields[size]}"),
                                  TimeRemainingColumn(), console=out or err_console, transient=False)
         self.tasks = {}
 
@@ -168,22 +183,38 @@ class DownloadProgress:
 
 # --- data ----------------------------------------------------------------------------
 
-_FILE_MARKS = {"verified": "[green]verified[/]", "bad": "[red]BAD[/]", "missing": "[dim]-[/]",
-               "not checked": "[yellow]not checked[/]"}
+_FILE_MARKS = {"verified": styled("ok", "green"), "bad": styled("BAD", "red"), "missing": styled("-", "dim"),
+               "not checked": styled("?", "yellow")}
+_FILE_HEADERS = {"train-images-idx3-ubyte": "train\nimages", "train-labels-idx1-ubyte": "train\nlabels",
+                 "t10k-images-idx3-ubyte": "test\nimages", "t10k-labels-idx1-ubyte": "test\nlabels"}
 
 
 def dataset_places(dataset_report):
-    """For `data list`: every place looked for one dataset, and what each file there is."""
-    files = [f.file.replace("-ubyte", "") for f in dataset_report.places[0].files]
-    rows = [(p.place, p.path if p.exists else f"[dim]{p.path} (none)[/]",
-             *[_FILE_MARKS[str(f.status)] for f in p.files]) for p in dataset_report.places]
+    """For `data list`: every place looked for one dataset, what each file there is, and why a copy is bad.
+
+    Narrow enough for an 80-column terminal: a place's path folds under its name,
+    files get one short mark each, and each bad copy's reason is a line below.
+    """
+    t = Table(title=plain(f"{dataset_report.title} ({dataset_report.name})"), title_justify="left",
+              caption_justify="left")
+    t.add_column("Place (path)", overflow="fold", ratio=1)
+    for file in dataset_report.places[0].files:
+        t.add_column(_FILE_HEADERS.get(file.file, file.file), justify="center", no_wrap=True)
+    for place in dataset_report.places:
+        path = plain(place.path) if place.exists else styled(f"{place.path} (none)", "dim")
+        t.add_row(Text.assemble(f"{place.place}\n", path), *[_FILE_MARKS[str(f.status)] for f in place.files])
+    lines = [plain("ok: verified   BAD: wrong or damaged   -: missing   ?: not checked yet")]
+    lines += [Text.assemble(("BAD", "red"), f" {f.path}: {f.reason}")
+              for place in dataset_report.places for f in place.files if f.status == "bad"]
     if dataset_report.ready:
-        caption = "[green]ready[/]: every file's first copy is verified"
+        lines.append(Text.assemble(("ready", "green"), ": every file's first copy is verified"))
     else:
         missing = dataset_report.missing
-        caption = (f"[red]missing[/]: {', '.join(missing)}\n" if missing else "[red]not ready[/]: a file is bad\n")
-        caption += "\n".join(dataset_report.advice)
-    return table(f"{dataset_report.title} ({dataset_report.name})", ["Place", "Path", *files], rows, caption)
+        lines.append(Text.assemble(("missing", "red"), f": {', '.join(missing)}") if missing else
+                     Text.assemble(("not ready", "red"), ": a file is bad"))
+        lines += [plain(line) for line in dataset_report.advice]
+    t.caption = Text("\n").join(lines)
+    return t
 
 
 # --- evaluate ------------------------------------------------------------------------
@@ -192,10 +223,10 @@ def evaluation_table(results):
     """Test accuracy, loss and errors, one row per evaluated run; notes runs trained on another dataset."""
     rows = [(r["run"], r["dataset"], percent(r["test_accuracy"]), _number(r["test_loss"]), count(r["errors"]),
              count(r["images"])) for r in results]
-    notes = [f"[yellow]note:[/] {r['run']} was trained on {r['trained_on']}, not on {r['dataset']}"
+    notes = [Text.assemble(("note:", "yellow"), f" {r['run']} was trained on {r['trained_on']}, not on {r['dataset']}")
              for r in results if r["trained_elsewhere"]]
     return table("Test results", ["Run", "Dataset", "Test acc>", "Test loss>", "Errors>", "Images>"], rows,
-                 "\n".join(notes) or None)
+                 Text("\n").join(notes) if notes else None)
 
 
 def class_report_table(result):
@@ -227,21 +258,21 @@ def confusion_table(result):
 
 def _confusion_cell(n, correct, row_total):
     if n == 0:
-        return "[dim]0[/]"
+        return styled(0, "dim")
     if correct:
-        return f"[green]{n:,}[/]"
-    return f"[bold red]{n:,}[/]" if n >= 0.05 * row_total else f"[red]{n:,}[/]"
+        return styled(f"{n:,}", "green")
+    return styled(f"{n:,}", "bold red" if n >= 0.05 * row_total else "red")
 
 
 def top_confusions_text(result):
     """The most frequent mistakes in words: "Shirt predicted as T-shirt/top: 112"."""
     lines = [f"  {c['true']} predicted as {c['predicted']}: {c['count']:,}" for c in result["top_confusions"]]
-    return "\n".join(["Most frequent mistakes:", *lines]) if lines else "No mistakes."
+    return plain("\n".join(["Most frequent mistakes:", *lines]) if lines else "No mistakes.")
 
 
 def files_text(files):
     """One "what: path" line per picture written (None: not written)."""
-    return "\n".join(f"{what}: {path}" for what, path in files.items() if path)
+    return plain("\n".join(f"{what}: {path}" for what, path in files.items() if path))
 
 
 # --- runs ----------------------------------------------------------------------------
@@ -263,7 +294,7 @@ def runs_table(rows):
 
 
 def _status(status):
-    return f"[{_STATUS_STYLES.get(status, 'default')}]{status}[/]"
+    return styled(status, _STATUS_STYLES.get(status, "default"))
 
 
 def run_info_table(run):
@@ -275,7 +306,7 @@ def run_info_table(run):
               ("Device", f"{info.get('device')}, {info.get('precision')}"),
               ("Command", " ".join(["mnistcls", *info["command"][1:]]) if info.get("command") else "-")]
     if "error" in info:
-        fields.append(("Error", f"[red]{info['error']}[/]"))
+        fields.append(("Error", styled(info["error"], "red")))
     return table(f"Run {run.id}", ["Field", "Value"], fields)
 
 
@@ -300,7 +331,8 @@ def predictions_table(prediction):
     read = [entry for entry in prediction["images"] if "top" in entry]
     ranks = max(len(entry["top"]) for entry in read)
     rows = [(entry["image"], *[f"{c['class']}  {percent(c['probability'])}" for c in entry["top"]]) for entry in read]
-    return table(f"{prediction['run']} (trained on {prediction['trained_on']})",
+    return table(f"{prediction['run']} (trained on {prediction['trained_on']}; "
+                 f"pictures prepared in its {prediction['style']} style)",
                  ["Image", *[f"Guess {rank}" for rank in range(1, ranks + 1)]], rows)
 
 

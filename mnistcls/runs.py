@@ -69,6 +69,15 @@ class Run:
                              "the run folder is damaged") from None
 
     @property
+    def spec_data(self):
+        """spec.yaml as plain data, read with the spec's limits; a UsageError where it is damaged."""
+        try:
+            return read_yaml(self.spec_text)
+        except yaml.YAMLError as err:
+            raise UsageError(f"run {self.id}: its spec.yaml cannot be read ({getattr(err, 'message', err)}); "
+                             "the run folder is damaged") from None
+
+    @property
     def status(self):
         """As recorded, except that a 'running' run whose process is gone was killed."""
         info = self.info
@@ -246,6 +255,6 @@ def listing(directory=None, *, dataset=None, config=None, order="started"):
 
 def _planned_epochs(run):
     try:
-        return read_yaml(run.spec_text)["train"]["epochs"]
-    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return run.spec_data["train"]["epochs"]
+    except (UsageError, KeyError, TypeError):
         return None

@@ -49,6 +49,16 @@ LOSSES = ("categorical_crossentropy", "sparse_categorical_crossentropy")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 PREPROCESSING = ("scale", "standardize")
 
+# How each picture `predict` is given is prepared, as the training images of a dataset were:
+STYLES = {
+    "mnist": "grey, bright on black, fitted into 20x20 and centred by mass in 28x28 (as MNIST)",
+    "fashion": "trimmed to its bounding box, longer side scaled to 28, centred by the box, bright on black "
+               "(as Fashion-MNIST)",
+}
+# The built-in datasets (data.DATASETS has the rest of what is known about them) and their style.
+# A folder of IDX files is prepared in the style its spec's `data.style` names, mnist unless told.
+DATASET_STYLES = {"mnist": "mnist", "fashion": "fashion"}
+
 
 # --- value checks: each returns None, or what is wrong ----------------------------
 
@@ -113,13 +123,28 @@ def _doc(text, check):
     return {"doc": text, "check": check}
 
 
+def _dataset(value):
+    """A built-in dataset's name, or an existing folder (its files are checked when it is loaded)."""
+    if _string(value) or value in DATASET_STYLES or Path(value).expanduser().is_dir():
+        return _string(value)
+    return (f"unknown dataset {value!r}" + layers.did_you_mean(value, DATASET_STYLES)
+            + f"; give {' or '.join(DATASET_STYLES)}, or the path of a folder of IDX files")
+
+
 @dataclass
 class DataSpec:
     dataset: str = field(default="mnist", metadata=_doc(
-        "default dataset: mnist, fashion, or a folder of IDX files", _string))
+        "default dataset: mnist, fashion, or a folder of IDX files", _dataset))
     preprocess: str = field(default="scale", metadata=_doc(
         "scale: x/255 to [0, 1]; standardize: (x/255 - mean) / std of the training set",
         lambda v: _one_of(v, PREPROCESSING)))
+    style: str = field(default="auto", metadata=_doc(
+        "how predict prepares a picture: " + "; ".join(f"{k}: {v}" for k, v in STYLES.items())
+        + "; auto: the built-in dataset's own, mnist for a folder", lambda v: _one_of(v, ("auto", *STYLES))))
+
+    def picture_style(self):
+        """The STYLES entry pictures are prepared in for a model trained on this data."""
+        return self.style if self.style != "auto" else DATASET_STYLES.get(self.dataset, "mnist")
 
 
 @dataclass
@@ -269,8 +294,58 @@ def split_sweep(override):
 
 # --- YAML with line numbers -------------------------------------------------------
 
+# Limits on what a YAML file may stand for, checked while it is composed, before anything walks it:
+# a few lines of nested anchors and aliases can stand for billions of values (a "billion laughs"),
+# and thousands of nested brackets would exhaust Python's recursion. Specs use a tiny part of each.
+MAX_YAML_CHARS = 1_000_000  # characters of text
+MAX_YAML_DEPTH = 50  # levels of nested lists and mappings
+MAX_YAML_VALUES = 100_000  # values the document stands for, each alias counted as all it stands for
+
+
+class YAMLLimitError(yaml.YAMLError):
+    """A document beyond one of the limits above; `line` is where it went beyond (1-based), if known."""
+
+    def __init__(self, message, line=None):
+        super().__init__(message)
+        self.message, self.line = message, line
+
+
 class SpecLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, reading numbers as YAML 1.2 does: `1e-4` is a float, not a string."""
+    """PyYAML's safe loader, reading numbers as YAML 1.2 does (`1e-4` is a float, not a string),
+    and refusing documents beyond the MAX_YAML limits while composing them."""
+
+    def __init__(self, text):
+        if len(text) > MAX_YAML_CHARS:
+            raise YAMLLimitError(f"the document is {len(text):,} characters long; "
+                                 f"at most {MAX_YAML_CHARS:,} are read")
+        super().__init__(text)
+        self._depth = 0
+        self._sizes = {}  # id of a composed node -> values it stands for, children and aliases included
+
+    def compose_node(self, parent, index):
+        mark = self.peek_event().start_mark
+        alias = self.check_event(yaml.AliasEvent)
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise YAMLLimitError(f"lists and mappings nested more than {MAX_YAML_DEPTH} levels deep",
+                                     mark.line + 1)
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        if alias and id(node) not in self._sizes:  # its anchor's node is still being composed: it holds itself
+            raise YAMLLimitError("an alias stands for a list or mapping that contains it, which never ends",
+                                 mark.line + 1)
+        # An alias gives the node composed for its anchor, whose size is known: adding it once
+        # more per alias counts what the document stands for in time linear in its text.
+        if id(node) not in self._sizes:
+            children = (node.value if isinstance(node, yaml.SequenceNode) else
+                        [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else [])
+            self._sizes[id(node)] = 1 + sum(self._sizes.get(id(child), 1) for child in children)
+        if self._sizes[id(node)] > MAX_YAML_VALUES:
+            raise YAMLLimitError(f"aliases make the document stand for more than {MAX_YAML_VALUES:,} values",
+                                 mark.line + 1)
+        return node
 
 
 SpecLoader.add_implicit_resolver(
@@ -280,8 +355,16 @@ SpecLoader.add_implicit_resolver(
 
 
 def read_yaml(text):
-    """Plain data from YAML text, with the spec's number rules (for `--set` values and run records)."""
-    return yaml.load(text, Loader=SpecLoader)
+    """Plain data from YAML text, with the spec's number rules and limits (for `--set` values and run records).
+
+    Raises:
+        yaml.YAMLError: not YAML; YAMLLimitError: beyond a MAX_YAML limit.
+    """
+    loader = SpecLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 def read_yaml_lines(text, source):
@@ -292,10 +375,15 @@ def read_yaml_lines(text, source):
 
 def _read_yaml(text, source, origins):
     """Parse YAML safely, recording each field path's line in `origins`."""
-    loader = SpecLoader(text)
+    try:
+        loader = SpecLoader(text)
+    except YAMLLimitError as err:
+        raise SpecError([Problem(source, None, "", err.message)]) from None
     try:
         node = loader.get_single_node()
         return None if node is None else _construct(loader, node, "", origins, source)
+    except YAMLLimitError as err:
+        raise SpecError([Problem(source, err.line, "", err.message)]) from None
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         line = mark.line + 1 if mark else None
@@ -426,6 +514,9 @@ def _apply_override(raw, text, origins, problems):
         return
     try:
         value = read_yaml(value_text)
+    except YAMLLimitError as err:
+        problems.append(Problem(where, None, key, err.message))
+        return
     except yaml.YAMLError:
         value = value_text
     parts = key.split(".")
@@ -469,6 +560,8 @@ def _validate(raw, source, origins, problems):
     for key, value in (("name", name), ("description", description)):
         if not isinstance(value, str):
             problem(key, f"must be a string, got {value!r}")
+    if isinstance(name, str) and "/" in name:
+        problem("name", f"must not contain '/' (it names the Keras model), got {name!r}")
     data = _section(DataSpec, raw.get("data"), "data", problem)
     train = _section(TrainSpec, raw.get("train"), "train", problem)
     model = _check_model(raw.get("model"), source, origins, problems)

@@ -1,5 +1,6 @@
 """The command line itself: help, version, exit codes, and start-up cost."""
 
+import os
 import subprocess
 import sys
 
@@ -45,8 +46,28 @@ def test_data_list_shows_where_each_dataset_was_found(shared_data_dir, fashion_s
     mnist, fashion = json.loads(result.output)
     assert fashion["ready"] and any(p["path"] == str(fashion_system_dir) and
                                     all(f["status"] == "verified" for f in p["files"]) for p in fashion["places"])
-    assert mnist["missing"] == ["train-images-idx3-ubyte"] and not mnist["ready"]
+    assert mnist["ready"] and mnist["missing"] == []
     assert any("mnistcls data download mnist" in line for line in mnist["advice"])
+
+
+def test_data_list_says_why_a_copy_is_bad_in_80_columns(tmp_path, monkeypatch):
+    from rich.console import Console
+
+    from mnistcls import report
+
+    folder = tmp_path / "very-long-folder-name-that-has-to-fold-somewhere" / "mnist"
+    folder.mkdir(parents=True)
+    (folder / "t10k-labels.idx1-ubyte").write_bytes(b"\x00\x00\x08\x01\x00\x00\x27\x10")  # no labels
+    monkeypatch.setattr(report, "console", Console(width=80, record=True, file=open(os.devnull, "w")))
+    result = CliRunner().invoke(cli, ["data", "list", "--data-dir", str(folder.parent)])
+    assert result.exit_code == 0, result.output
+    text = report.console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    unfolded = " ".join(line.strip() for line in text.splitlines())
+    assert "BAD" in text
+    # The reason follows the bad copy's path (folded over lines where it is long).
+    assert "t10k-labels.idx1-ubyte:is8byteslong(uncompressed)butitsIDXheader(10000)callsfor10,008" \
+        in unfolded.replace(" ", "")
 
 
 def test_data_show_writes_a_new_png_and_never_overwrites(fashion_system_dir, tmp_path, monkeypatch):

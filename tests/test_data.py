@@ -1,13 +1,11 @@
 """Tests of mnistcls.data: IDX files, finding and verifying datasets, the cache, downloads.
 
 Real data comes from the fixtures `fashion_system_dir` (Debian's Fashion-MNIST) and
-`shared_data_dir` (the MNIST test set and training labels); tests needing them skip
+`shared_data_dir` (the real MNIST, all four files); tests needing them skip
 when they are absent. Downloads go to a local HTTP server started by the test.
 """
 
-import dataclasses
 import gzip
-import hashlib
 import http.server
 import json
 import os
@@ -238,14 +236,70 @@ def test_mnist_training_labels(shared_data_dir):
     assert labels[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
 
 
-def test_mnist_training_images_missing_offline(monkeypatch, shared_data_dir):
+def test_mnist_complete_from_the_data_dir(monkeypatch, shared_data_dir):
+    """All four MNIST files verify by their content, although none is upstream's own archive."""
     monkeypatch.setenv("MNISTCLS_DATA_DIR", str(shared_data_dir))
+    ds = data.load("mnist")
+    assert ds.verified is True and ds.x_train.shape == (60_000, 28, 28)
+    assert np.bincount(ds.y_train).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    mean, std = pixel_mean_std(ds.x_train)
+    assert (round(mean, 4), round(std, 4)) == (0.1307, 0.3081)
+
+
+def _mnist_names(shared_data_dir, rename):
+    """{rename(original name): shared copy} for MNIST's four .gz files."""
+    return {rename(f.name): shared_data_dir / "mnist" / f"{f.name}.gz" for f in data.FILES}
+
+
+@pytest.mark.parametrize("style", ["dotted .gz", "dotted uncompressed", "original uncompressed"])
+def test_copies_under_other_names_and_uncompressed_verify(tmp_path, shared_data_dir, style):
+    """The dotted names Kaggle and several packages use, with or without .gz, and bare IDX files."""
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    dotted = style.startswith("dotted")
+    for f in data.FILES:
+        name = f.name.replace("-idx", ".idx") if dotted else f.name
+        source = (shared_data_dir / "mnist" / f"{f.name}.gz").read_bytes()
+        if style.endswith(".gz"):
+            (folder / f"{name}.gz").write_bytes(source)
+        else:
+            (folder / name).write_bytes(gzip.decompress(source))
+    ds = data.load("mnist", data_dir=tmp_path)
+    assert ds.verified and ds.y_train[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
+    expected_train = folder / ("train-images.idx3-ubyte" if dotted else "train-images-idx3-ubyte")
+    assert ds.files["train-images-idx3-ubyte"] == str(expected_train) + (".gz" if style.endswith(".gz") else "")
+
+
+def test_custom_dataset_with_dotted_names(tmp_path):
+    arrays = make_dataset(tmp_path / "plain", gz=False)
+    folder = tmp_path / "dotted"
+    folder.mkdir()
+    for name in arrays:
+        (tmp_path / "plain" / name).rename(folder / name.replace("-idx", ".idx"))
+    ds = data.load(str(folder))
+    np.testing.assert_array_equal(ds.x_train, arrays["train-images-idx3-ubyte"])
+
+
+def test_truncated_mnist_training_images_are_refused(tmp_path, shared_data_dir):
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    content = gzip.decompress((shared_data_dir / "mnist" / "train-images-idx3-ubyte.gz").read_bytes())
+    (folder / "train-images.idx3-ubyte").write_bytes(content[:-784])  # the last image cut off
+    [report] = [r for r in data.survey(data_dir=tmp_path) if r.name == "mnist"]
+    bad = report.places[0].files[0]
+    assert bad.status == data.Status.BAD and "truncated" in bad.reason
+
+
+def test_mnist_training_images_missing_offline(monkeypatch, shared_data_dir, tmp_path):
+    link_files(tmp_path / "mnist", {f"{name}.gz": shared_data_dir / "mnist" / f"{name}.gz"
+                                    for name in (*TEST_FILES, "train-labels-idx1-ubyte")})
+    monkeypatch.setenv("MNISTCLS_DATA_DIR", str(tmp_path))
     with pytest.raises(DataError) as error:
         data.load("mnist")
     message = str(error.value)
     assert message.splitlines()[0] == "MNIST: train-images-idx3-ubyte not found."
     for place in (
-        shared_data_dir / "mnist",
+        tmp_path / "mnist",
         cache_dir() / "mnist",
         Path(os.environ["KERAS_HOME"]) / "datasets" / "mnist.npz",
         Path("/usr/share/datasets/mnist"),
@@ -277,14 +331,9 @@ def test_survey_reports_each_place_and_file(monkeypatch, shared_data_dir):
     monkeypatch.setattr(data, "SYSTEM_DIRS", [])
     mnist, fashion = data.survey()
     assert [p.place for p in mnist.places] == ["MNISTCLS_DATA_DIR", "mnistcls cache", "Keras cache"]
-    statuses = {f.file: f.status for f in mnist.places[0].files}
-    assert statuses == {
-        "train-images-idx3-ubyte": data.Status.MISSING,
-        "train-labels-idx1-ubyte": data.Status.VERIFIED,
-        "t10k-images-idx3-ubyte": data.Status.VERIFIED,
-        "t10k-labels-idx1-ubyte": data.Status.VERIFIED,
-    }
-    assert mnist.missing == ["train-images-idx3-ubyte"] and not mnist.ready
+    assert {f.file: f.status for f in mnist.places[0].files} == {f.name: data.Status.VERIFIED for f in data.FILES}
+    assert all(f.status == data.Status.MISSING for place in mnist.places[1:] for f in place.files)
+    assert mnist.missing == [] and mnist.ready
     assert len(fashion.missing) == 4
 
 
@@ -424,40 +473,8 @@ def test_survey_reports_a_bad_file_and_can_skip_checks(tmp_path, monkeypatch):
 
 
 # --------------------------------------------------------------------------------------
-# MNIST's training images: verified through their archive's digest
+# Keras' own copy
 # --------------------------------------------------------------------------------------
-
-
-def test_training_images_verified_by_archive_digest_then_by_learned_hash(tmp_path, monkeypatch):
-    """No content hash is known for them: the published MD5 of the .gz vouches for the content,
-    whose hash is then remembered so that an uncompressed copy verifies too."""
-    images = np.random.default_rng(1).integers(0, 256, (5, 28, 28), dtype=np.uint8)
-    archive = tmp_path / "upstream" / "mnist" / "train-images-idx3-ubyte.gz"
-    archive.parent.mkdir(parents=True)
-    data.write_idx(archive, images)
-    md5 = hashlib.md5(archive.read_bytes()).hexdigest()
-    mnist = data.DATASETS["mnist"]
-    digests = {**mnist.archive_digests, "train-images-idx3-ubyte.gz": f"md5:{md5}"}
-    monkeypatch.setitem(data.DATASETS, "mnist", dataclasses.replace(mnist, archive_digests=digests))
-    monkeypatch.setattr(data, "SYSTEM_DIRS", [])
-
-    # Nothing learned yet: an uncompressed copy is refused (here for its size: only
-    # the original archive's digest vouches for these 5 images).
-    plain = tmp_path / "plain" / "mnist" / "train-images-idx3-ubyte"
-    plain.parent.mkdir(parents=True)
-    plain.write_bytes(gzip.decompress(archive.read_bytes()))
-    [report] = [r for r in data.survey(data_dir=plain.parent.parent) if r.name == "mnist"]
-    assert report.places[0].files[0].status == data.Status.BAD
-    assert "holds 5 images" in report.places[0].files[0].reason
-
-    [report] = [r for r in data.survey(data_dir=archive.parent.parent) if r.name == "mnist"]
-    assert report.places[0].files[0].status == data.Status.VERIFIED
-    learned = json.loads((cache_dir() / "stamps.json").read_text())["learned"]
-    assert learned == {"mnist/train-images-idx3-ubyte": hashlib.sha256(plain.read_bytes()).hexdigest()}
-
-    plain.touch()  # a fresh mtime: checked again, now against the learned hash
-    [report] = [r for r in data.survey(data_dir=plain.parent.parent) if r.name == "mnist"]
-    assert report.places[0].files[0].status == data.Status.VERIFIED
 
 
 def test_keras_mnist_npz(tmp_path, shared_data_dir, monkeypatch):
@@ -474,7 +491,7 @@ def test_keras_mnist_npz(tmp_path, shared_data_dir, monkeypatch):
     ds = data.load("mnist", splits=("test",))
     assert ds.source == str(keras_datasets / "mnist.npz") and ds.verified
     assert np.bincount(ds.y_test)[:3].tolist() == [980, 1135, 1032]
-    with pytest.raises(DataError, match=r"mnist.npz \[x_train\]: cannot be verified"):
+    with pytest.raises(DataError, match=r"mnist.npz \[x_train\]: does not match MNIST's train-images"):
         data.load("mnist")
 
 
@@ -614,8 +631,10 @@ def test_survey_never_downloads(mirror):
     assert mirror.requests == []
 
 
-def test_download_fetches_only_what_is_missing(mirror, monkeypatch, shared_data_dir):
-    monkeypatch.setenv("MNISTCLS_DATA_DIR", str(shared_data_dir))
+def test_download_fetches_only_what_is_missing(mirror, monkeypatch, shared_data_dir, tmp_path):
+    link_files(tmp_path / "mnist", {f"{name}.gz": shared_data_dir / "mnist" / f"{name}.gz"
+                                    for name in (*TEST_FILES, "train-labels-idx1-ubyte")})
+    monkeypatch.setenv("MNISTCLS_DATA_DIR", str(tmp_path))
     assert data.download("mnist", splits=("test",)) == cache_dir() / "mnist"
     assert mirror.requests == []  # the test files are already in the data folder
 

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -74,9 +75,10 @@ def test_the_latest_run_is_printed_with_class_names_and_its_pictures(trained, sm
     out = result.output
     assert run.id in out and "Ankle boot" in out and "macro average" in out and "weighted average" in out
     assert "confusion matrix" in out and " predicted as " in out
-    for name in (f"confusion-{small_fashion.name}.png", f"misclassified-{small_fashion.name}.png"):
-        assert str(run.path / name) in out
-        assert Image.open(run.path / name).size[0] > 300
+    for kind in ("confusion", "misclassified"):
+        (picture,) = run.path.glob(f"{kind}-{small_fashion.name}-*.png")  # a folder's name and a hash of its path
+        assert str(picture) in out
+        assert Image.open(picture).size[0] > 300
 
 
 def test_mnist_with_only_its_test_files_and_a_model_trained_elsewhere(trained, shared_data_dir):
@@ -126,3 +128,31 @@ def test_what_to_evaluate_must_be_said(tmp_path):
     assert evaluate("--all", "--run", "x", "-d", "fashion").exit_code == 2
     result = evaluate("--dataset", "fashion", "--runs-dir", str(tmp_path))
     assert result.exit_code == 2 and "no run in" in result.output
+
+
+def test_two_dataset_folders_of_one_name_get_pictures_of_their_own(trained, small_fashion, tmp_path):
+    runs_dir, run = trained
+    files = []
+    for parent in ("old", "new"):
+        copy = shutil.copytree(small_fashion, tmp_path / parent / "clothes")
+        result = evaluate("--run", run.id, "--dataset", str(copy), "--runs-dir", str(runs_dir), "--json")
+        assert result.exit_code == 0, result.output
+        files.append(json.loads(result.stdout)[0]["files"])
+    old, new = files
+    assert old["confusion"] != new["confusion"] and old["misclassified"] != new["misclassified"]
+    assert all(Path(path).is_file() and Path(path).parent == run.path for f in files for path in f.values())
+
+
+def test_the_misclassified_grid_shows_the_most_confident_mistakes_first(trained, small_fashion):
+    import keras
+
+    from mnistcls import evaluate as evaluation
+
+    _, run = trained
+    test = data.load(str(small_fashion), splits=("test",))
+    result = evaluation.evaluate(evaluation.load_model(run.path / "model.keras"), test)
+    probabilities = keras.models.load_model(run.path / "model.keras").predict(test.x_test[..., None], verbose=0)
+    wrong = np.flatnonzero(probabilities.argmax(1) != test.y_test)
+    confidences = probabilities[result.mistakes].max(axis=1)
+    assert sorted(result.mistakes) == list(wrong) and len(wrong) > 1
+    assert np.all(np.diff(confidences) <= 1e-6) and confidences[0] == pytest.approx(probabilities[wrong].max())

@@ -61,6 +61,7 @@ def test_show_writes_each_image_beside_the_model_input_without_overwriting(tiny_
     result = predict(runs_dir, "--run", run_id, "--show", "dark_on_white.png", "light_on_black.png")
     assert result.exit_code == 0, result.output
     assert "predict-inputs-2.png" in result.output and (pictures / "predict-inputs.png").read_text() == "mine"
+    assert "prepared in its mnist style" in " ".join(result.output.split())  # a folder's style, mnist unless told
     width, height = Image.open(pictures / "predict-inputs-2.png").size
     assert height > width  # two rows of (original, model input) pairs
 
@@ -68,3 +69,20 @@ def test_show_writes_each_image_beside_the_model_input_without_overwriting(tiny_
 def test_a_missing_run_is_one_clear_error(tmp_path, pictures):
     result = predict(tmp_path, "--run", "nosuchrun", str(pictures / "dark_on_white.png"))
     assert result.exit_code == 2 and "no run 'nosuchrun'" in result.output and "Traceback" not in result.output
+
+
+def test_a_16_bit_scan_is_classified_and_a_bomb_is_one_line(tiny_run, pictures):
+    import numpy as np
+
+    from test_images import _png_claiming
+
+    runs_dir, run_id = tiny_run
+    grey = np.asarray(Image.open(pictures / "dark_on_white.png").convert("L"), dtype=np.uint16)
+    Image.fromarray(grey * 200 + 5_000).save(pictures / "scan16.png")  # 5,000 to 56,000 of 65,535
+    (pictures / "bomb.png").write_bytes(_png_claiming(20_000, 20_000))
+    result = predict(runs_dir, "--run", run_id, "--top", "2", str(pictures / "scan16.png"),
+                     str(pictures / "dark_on_white.png"), str(pictures / "bomb.png"), "--json")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    scan, drawing, bomb = json.loads(result.stdout)["images"]
+    assert [c["class"] for c in scan["top"]] == [c["class"] for c in drawing["top"]] and len(scan["top"]) == 2
+    assert "too large to read" in bomb["error"]

@@ -11,6 +11,8 @@ from mnistcls.build import build_model, summarize
 from mnistcls.cli import cli
 from mnistcls.errors import SpecError
 
+from conftest import TINY_SPEC
+
 BROKEN = sorted((Path(__file__).parent / "specs" / "broken").glob("*.yaml"))
 
 # Parameter counts of the study the seeds describe (../shared/seeds/STUDY.md): total, trainable, non-trainable.
@@ -137,3 +139,86 @@ def test_summary_of_several_specs_reports_the_problems_of_all_of_them():
     result = CliRunner().invoke(cli, ["summary", "-c", paths[0], "-c", paths[1]])
     assert result.exit_code == 2
     assert all(f"{path}:" in result.output for path in paths)
+
+
+# --- hostile YAML: every reader of a user's YAML refuses bombs in one line ----------------
+
+def _alias_bomb(levels=9):
+    """A billion-laughs document: each anchor's list holds nine aliases of the one before (9**levels values)."""
+    lines = ["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, levels + 1)]
+    return "\n".join(["model: [flatten]", *lines]) + "\n"
+
+
+def _deep(levels=5000):
+    return "model: " + "[" * levels + "]" * levels + "\n"
+
+
+@pytest.mark.parametrize("text, message", [
+    (_alias_bomb(), "stand for more than 100,000 values"),
+    (_deep(), f"nested more than {specs.MAX_YAML_DEPTH} levels deep"),
+    ("model: [flatten]\n" + "#" * (specs.MAX_YAML_CHARS + 1) + "\n", "characters long"),
+    ("model: &a [flatten, *a]\n", "an alias stands for a list or mapping that contains it"),
+], ids=["alias-bomb", "deep", "huge", "recursive"])
+def test_yaml_bombs_are_refused_in_one_line_before_anything_walks_them(tmp_path, text, message):
+    path = tmp_path / "bomb.yaml"
+    path.write_text(text)
+    result = CliRunner().invoke(cli, ["summary", "--config", str(path)])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and message in result.output
+    assert len(result.output.strip().splitlines()) == 1 and str(path) in result.output
+
+
+def test_a_bomb_says_the_line_where_it_goes_beyond_the_limit(tmp_path):
+    path = tmp_path / "bomb.yaml"
+    path.write_text(_alias_bomb())
+    with pytest.raises(SpecError) as caught:
+        specs.load_spec(path)
+    (problem,) = caught.value.problems
+    assert problem.line == 7  # a6 stands for 9**7 values, the first beyond 100,000
+
+
+def test_an_alias_used_within_the_limit_still_reads():
+    spec = specs.parse_spec("description: &flat flatten\nmodel: [*flat, {dense: {units: 10, activation: softmax}}]\n",
+                            "aliases.yaml")
+    assert spec.description == "flatten" and spec.model[0].type == "flatten"
+
+
+@pytest.mark.parametrize("value, message", [
+    ("[" * 5000 + "]" * 5000, "nested more than"),
+    ("{" + _alias_bomb().replace("\n", ", ").rstrip(", ") + "}", "stand for more than"),
+], ids=["deep", "alias-bomb"])
+def test_set_values_get_the_same_limits(value, message):
+    result = CliRunner().invoke(cli, ["summary", "--config", TINY_SPEC, "--set", f"train.epochs={value}"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "--set train.epochs=" in result.output and message in result.output
+
+
+def test_run_records_that_are_bombs_make_a_damaged_run_not_a_traceback(tmp_path):
+    run = tmp_path / "20260101-000000_tiny_fashion"
+    run.mkdir()
+    (run / "run.json").write_text('{"id": "20260101-000000_tiny_fashion", "status": "finished"}')
+    (run / "spec.yaml").write_text(_alias_bomb())
+    (run / "metrics.json").write_text("[" * 100_000 + "]" * 100_000)
+    listing = CliRunner().invoke(cli, ["runs", "--runs-dir", str(tmp_path)])
+    assert listing.exit_code == 0 and run.name in listing.output  # planned epochs and results unknown
+    shown = CliRunner().invoke(cli, ["runs", "show", run.name, "--runs-dir", str(tmp_path), "--json"])
+    assert shown.exit_code == 2 and "spec.yaml cannot be read" in shown.output and "Traceback" not in shown.output
+
+
+def test_unknown_dataset_names_are_caught_with_the_spec_unless_they_name_a_folder(tmp_path, monkeypatch):
+    with pytest.raises(SpecError, match=r"data.dataset: unknown dataset 'cifar10'; give mnist or fashion"):
+        specs.parse_spec("data: {dataset: cifar10}\nmodel: [flatten, {dense: {units: 10, activation: softmax}}]\n",
+                         "s.yaml")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cifar10").mkdir()
+    spec = specs.parse_spec("data: {dataset: cifar10}\nmodel: [flatten, {dense: {units: 10, activation: softmax}}]\n",
+                            "s.yaml")
+    assert spec.data.dataset == "cifar10"
+
+
+def test_the_built_in_datasets_are_the_data_layers_and_each_has_a_picture_style():
+    from mnistcls import data, images
+
+    assert tuple(specs.DATASET_STYLES) == data.DATASET_NAMES
+    assert set(specs.DATASET_STYLES.values()) <= set(specs.STYLES) == set(images.PREPARATIONS)
