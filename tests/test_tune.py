@@ -157,6 +157,32 @@ def test_pruning_callback_stops_training_after_the_epoch_is_recorded(small_fashi
     assert len(json.loads((tmp_path / "history.json").read_text())) == 1
 
 
+def test_ctrl_c_records_the_trial_and_the_next_tune_runs_it_again(small_fashion, tmp_path):
+    import threading
+
+    args = ["-c", TINY_SPEC, "-d", str(small_fashion), "--search", LEARNING_RATE, "--epochs", "2", "--trials", "1",
+            "--pruner", "none", "--runs-dir", str(tmp_path)]
+
+    def press_ctrl_c_after_an_epoch():
+        while not any(run.history for run in runs.all_runs(tmp_path)):
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=press_ctrl_c_after_an_epoch, daemon=True).start()
+    stopped = _tune(*args)
+    assert stopped.exit_code == 130, stopped.output
+    assert "queued to run again" in stopped.output
+    (interrupted,) = runs.all_runs(tmp_path)
+    assert interrupted.status == "interrupted"
+
+    again = _tune(*args)
+    assert again.exit_code == 0, again.output
+    first, retry = json.loads(again.stdout)["trials"]
+    assert (first["state"], first["run"], first["note"]) == ("fail", interrupted.id,
+                                                           "interrupted (Ctrl-C); run again as trial 1")
+    assert retry["state"] == "complete" and retry["params"] == first["params"] and retry["run"] != first["run"]
+
+
 # --- processes: several workers, and kill -9 --------------------------------------------
 
 def _command(small_fashion, runs_dir, *extra):
