@@ -53,6 +53,7 @@ HOLD_OUT = 0.2  # fraction of the training set validated on when the spec valida
 STORAGE_FILE = "studies.db"  # the default SQLite storage, in the runs directory
 HEARTBEAT_SECONDS = 30  # database storages: a trial silent for twice this long is stale
 MAX_RETRIES = 2  # copies of an interrupted trial run again (a trial that kills its process stops somewhere)
+FAILURES_IN_A_ROW = 3  # trials failing one after another in a process: a problem no other values will fix
 IMPORTANCE_MIN_TRIALS = 5  # completed trials before parameter importances mean anything
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)  # the states --trials counts
 
@@ -76,6 +77,8 @@ def tune(config=None, *, space_file=None, search=(), overrides=(), dataset=None,
     Returns `results(study, ...)` of the whole study, the best trial's test accuracy
     measured and its spec written.
     """
+    if sampler not in SAMPLERS or pruner not in PRUNERS:
+        raise UsageError(f"--sampler: one of {', '.join(SAMPLERS)}; --pruner: one of {', '.join(PRUNERS)}")
     optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     if dataset:
@@ -87,9 +90,7 @@ def tune(config=None, *, space_file=None, search=(), overrides=(), dataset=None,
     name = study_name or _default_name(space, space_file)
     store, where = open_storage(storage, runs_directory)
     setup = _setup(store, name, space)
-    params = {name: spaces.Param(**{**p, "choices": tuple(p["choices"])}) for name, p in setup["search"].items()}
-    if sampler not in SAMPLERS or pruner not in PRUNERS:
-        raise UsageError(f"--sampler: one of {', '.join(SAMPLERS)}; --pruner: one of {', '.join(PRUNERS)}")
+    params = {field: spaces.Param(**{**p, "choices": tuple(p["choices"])}) for field, p in setup["search"].items()}
     study = optuna.load_study(study_name=name, storage=store, sampler=SAMPLERS[sampler](params, sampler_seed),
                               pruner=PRUNERS[pruner]())
 
@@ -112,10 +113,12 @@ def tune(config=None, *, space_file=None, search=(), overrides=(), dataset=None,
                                                             enough(study, trial))])
     except KeyboardInterrupt:
         interrupted = objective.current
-        if interrupted is not None and study.trials[interrupted].state == TrialState.FAIL:
+        lost = interrupted is not None and study.trials[interrupted].state == TrialState.FAIL
+        if lost:
             _retry(study, study.trials[interrupted])
-        raise Interrupted(f"interrupted: trial {interrupted} is recorded as failed and queued to run again; "
-                          f"continue the study with the same command (or: mnistcls tune --study {name}"
+        raise Interrupted("interrupted: " + (f"trial {interrupted} is recorded as failed and queued to run again; "
+                                             if lost else "every finished trial is kept; ")
+                          + f"continue the study with the same command (or: mnistcls tune --study {name}"
                           + (" --storage URL" if storage else "") + f" --trials {trials})") from None
     return results(study, setup, params, loaded, runs_directory, target=trials, storage_words=where)
 
@@ -258,6 +261,7 @@ class _Objective:
         self.placement, self.runs_directory, self.target, self.quiet = placement, runs_directory, target, quiet
         self.hold_out = [f"train.validation={setup['hold_out']}"] if setup["hold_out"] else []
         self.current = None
+        self.failures = 0  # trials failed in a row here
 
     def __call__(self, trial):
         from mnistcls import train  # imports TensorFlow
@@ -311,10 +315,16 @@ class _Objective:
             run.update(status="interrupted")
             trial.set_user_attr("error", "interrupted (Ctrl-C)")
             raise
-        except Exception as err:
-            run.update(status="failed", error=f"{type(err).__name__}: {err}")
-            trial.set_user_attr("error", f"{type(err).__name__}: {err}")
-            raise _TrialFailed(str(err)) from err
+        except Exception as err:  # a trial's own error (say, out of memory for its width): the next may do better
+            message = f"{type(err).__name__}: {err}"
+            run.update(status="failed", error=message)
+            trial.set_user_attr("error", message)
+            self.failures += 1
+            if self.failures >= FAILURES_IN_A_ROW:  # failed trials do not count: without this it would never end
+                raise MnistclsError(f"{self.failures} trials failed in a row, the last (run {run.id}) with "
+                                    f"{message}; stopping") from err
+            raise _TrialFailed(message) from err
+        self.failures = 0
         runs.finish(run, result.to_dict())
         shutil.rmtree(run.path / "backup", ignore_errors=True)
         plots.learning_curves({run.id: run.curves}, run.path / "curves.png", title=f"{spec.name}, {title}")
