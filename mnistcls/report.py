@@ -305,6 +305,8 @@ def run_info_table(run):
               ("Started", info.get("started")), ("Finished", info.get("finished", "-")),
               ("Device", f"{info.get('device')}, {info.get('precision')}"),
               ("Command", " ".join(["mnistcls", *info["command"][1:]]) if info.get("command") else "-")]
+    if "study" in info:  # a trial of `mnistcls tune`
+        fields.append(("Study", f"{info['study']}, trial {info.get('trial')}"))
     if "error" in info:
         fields.append(("Error", styled(info["error"], "red")))
     return table(f"Run {run.id}", ["Field", "Value"], fields)
@@ -353,9 +355,9 @@ _TRIAL_STYLES = {"complete": "green", "pruned": "yellow", "fail": "red", "runnin
 def trials_table(study):
     """`mnistcls tune`: one row per trial of the study (rows from tune.results)."""
     names = study["params"]
-    rows = [(t["number"], f"[{_TRIAL_STYLES.get(t['state'], 'default')}]{t['state']}[/]",
+    rows = [(t["number"], styled(t["state"], _TRIAL_STYLES.get(t["state"], "default")),
              *[_param_value(t["params"].get(name)) for name in names], percent(t["value"]),
-             t["epochs"] if t["epochs"] is not None else "-", _number(t["seconds"], 1), escape(t["note"]))
+             t["epochs"] if t["epochs"] is not None else "-", _number(t["seconds"], 1), t["note"])
             for t in study["trials"]]
     return table(f"Study {study['study']}: {study['counted']} of {study['target']} trials done ({study['storage']})",
                  ["Trial>", "State", *names, "Val acc>", "Epochs>", "Seconds>", "Note"], rows,
@@ -368,7 +370,7 @@ def _param_value(value):
 
 
 def tuning_summary(study):
-    """The best trial (its values, run, test accuracy and spec file), importances and the pictures."""
+    """The best trial (its values, run, test accuracy and spec file), importances and the pictures, as plain text."""
     best = study["best"]
     if best is None:
         lines = ["No trial has completed yet."]
@@ -376,7 +378,7 @@ def tuning_summary(study):
         values = ", ".join(f"{k}={_param_value(v)}" for k, v in best["params"].items())
         test = (f"test accuracy {percent(best['test_accuracy'])} (measured once, for this trial only)"
                 if "test_accuracy" in best else best["test_note"])
-        lines = [f"[bold]Best:[/] trial {best['number']}, validation accuracy {percent(best['value'])}: {values}",
+        lines = [f"Best: trial {best['number']}, validation accuracy {percent(best['value'])}: {values}",
                  f"  run {best['run']}; {test}",
                  f"  its spec, ready to train: mnistcls train --config {best['spec_file']}"]
     if study["importances"]:
@@ -385,4 +387,4 @@ def tuning_summary(study):
     else:
         lines.append(f"Parameter importances: {study['importance_note']}")
     lines += [f"{what}: {path}" for what, path in study["pictures"].items()]
-    return "\n".join(lines)
+    return plain("\n".join(lines))

@@ -119,12 +119,14 @@ def test_a_study_runs_its_trials_as_ordinary_tagged_runs(small_fashion, tmp_path
     assert Path(study["pictures"]["Optimisation history"]).is_file()
     assert "2 completed trials" in study["importance_note"] or "one parameter" in study["importance_note"]
 
-    # Again: the study has its trials, nothing is trained, and nothing written is written again.
+    # Again, as tables: the study has its trials, nothing is trained, and nothing written is written again.
     before = sorted(p.name for p in runs_dir.iterdir())
-    again = _tune(*args)
+    again = CliRunner().invoke(cli, ["tune", *args])
     assert again.exit_code == 0, again.output
-    assert json.loads(again.stdout)["best"]["spec_file"] == best["spec_file"]
+    assert "Study s: 2 of 2 trials done" in again.output
+    assert f"Best: trial {best['number']}, validation accuracy" in again.output
     assert sorted(p.name for p in runs_dir.iterdir()) == before
+    assert sorted(p.name for p in Path(best["spec_file"]).parent.glob("best*.yaml")) == ["best.yaml"]
     # Another space under the same study name is refused.
     other = _tune(*args[:4], "--search", "model.3={float: [0.0, 0.5]}", *args[6:])
     assert other.exit_code == 2 and "another spec or search space" in other.output
