@@ -319,7 +319,7 @@ def files_text(files):
 # --- runs ----------------------------------------------------------------------------
 
 _STATUS_STYLES = {"finished": "green", "running": "cyan", "interrupted": "yellow", "failed": "red", "killed": "red",
-                  "diverged": "red"}
+                  "diverged": "red", "pruned": "yellow"}
 
 
 def runs_table(rows):
@@ -351,6 +351,8 @@ def run_info_table(run):
                         "TensorFlow (the spec's steps_per_execution, or the largest divisor of the steps per "
                         "epoch below it)" if "steps_per_execution" in info else "-"),
               ("Command", " ".join(["mnistcls", *info["command"][1:]]) if info.get("command") else "-")]
+    if "study" in info:  # a trial of `mnistcls tune`
+        fields.append(("Study", f"{info['study']}, trial {info.get('trial')}"))
     if "error" in info:
         fields.append(("Error", styled(info["error"], "red")))
     return table(f"Run {run.id}", ["Field", "Value"], fields)
@@ -490,3 +492,46 @@ def study_plan_table(plan):
               f"60,000 images); state and tables in {plan['folder']}")
     _narrow_dataset_column(t)
     return t
+
+
+# --- tune ----------------------------------------------------------------------------
+
+_TRIAL_STYLES = {"complete": "green", "pruned": "yellow", "fail": "red", "running": "cyan", "waiting": "dim"}
+
+
+def trials_table(study):
+    """`mnistcls tune`: one row per trial of the study (rows from tune.results)."""
+    names = study["params"]
+    rows = [(t["number"], styled(t["state"], _TRIAL_STYLES.get(t["state"], "default")),
+             *[_param_value(t["params"].get(name)) for name in names], percent(t["value"]),
+             t["epochs"] if t["epochs"] is not None else "-", _number(t["seconds"], 1), t["note"])
+            for t in study["trials"]]
+    return table(f"Study {study['study']}: {study['counted']} of {study['target']} trials done ({study['storage']})",
+                 ["Trial>", "State", *names, "Val acc>", "Epochs>", "Seconds>", "Note"], rows,
+                 "Val acc: the best validation accuracy on the hold-out (a pruned trial: before it was stopped). "
+                 "Each trial is a run tagged with its study and trial number in run.json (--json lists them).")
+
+
+def _param_value(value):
+    return "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def tuning_summary(study):
+    """The best trial (its values, run, test accuracy and spec file), importances and the pictures, as plain text."""
+    best = study["best"]
+    if best is None:
+        lines = ["No trial has completed yet."]
+    else:
+        values = ", ".join(f"{k}={_param_value(v)}" for k, v in best["params"].items())
+        test = (f"test accuracy {percent(best['test_accuracy'])} (measured once, for this trial only)"
+                if "test_accuracy" in best else best["test_note"])
+        lines = [f"Best: trial {best['number']}, validation accuracy {percent(best['value'])}: {values}",
+                 f"  run {best['run']}; {test}",
+                 f"  its spec, ready to train: mnistcls train --config {best['spec_file']}"]
+    if study["importances"]:
+        lines.append("Parameter importances: " + ", ".join(
+            f"{name} {share:.2f}" for name, share in study["importances"].items()))
+    else:
+        lines.append(f"Parameter importances: {study['importance_note']}")
+    lines += [f"{what}: {path}" for what, path in study["pictures"].items()]
+    return plain("\n".join(lines))

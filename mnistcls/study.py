@@ -111,7 +111,10 @@ def load_study(name_or_path):
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise UsageError(f"{path}: cannot read the study file ({err})") from None
-    raw, problem = specs.read_located_yaml(text, source)
+    raw, origins = specs.read_yaml_lines(text, source)
+
+    def problem(path, message):
+        return specs.locate(origins, source, path, message)
     problems = []
 
     def report_problem(where, message):

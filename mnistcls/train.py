@@ -34,8 +34,8 @@ EVAL_BATCH_SIZE = 1000  # inference needs no small batches; larger ones are fast
 class TrainResult:
     """The figures a finished (or interrupted) run is judged by."""
 
-    test_accuracy: float
-    test_loss: float
+    test_accuracy: float | None  # None: not measured (tune's trials never look at the test set)
+    test_loss: float | None
     best_val_accuracy: float
     best_val_loss: float
     best_epoch: int  # 1-based epoch of the best validation accuracy
@@ -48,7 +48,7 @@ class TrainResult:
         return asdict(self)
 
 
-def fit(spec, dataset, run_dir, *, strategy, precision, progress=None):
+def fit(spec, dataset, run_dir, *, strategy, precision, progress=None, callbacks=(), test=True):
     """Train `spec` on `dataset`, keeping the run's state in `run_dir`; resume if it holds a backup.
 
     Args:
@@ -61,6 +61,9 @@ def fit(spec, dataset, run_dir, *, strategy, precision, progress=None):
         precision: the Keras dtype policy, e.g. "float32" or "mixed_bfloat16".
         progress: optional object with `epoch_begin(epoch, epochs, steps)`,
             `batch_end(step, logs)` and `epoch_end(epoch, logs, seconds)`.
+        callbacks: further Keras callbacks, called after each epoch is recorded on disk
+            (tune's pruning decision).
+        test: evaluate the final model on the test split (False: test figures are None).
 
     Returns:
         (the trained keras.Model, TrainResult)
@@ -85,7 +88,8 @@ def fit(spec, dataset, run_dir, *, strategy, precision, progress=None):
     # stopping's decisions first, so that the files written last (history, model,
     # backup; kept whole by SavingSection) hold the state after them.
     # TerminateOnNaN stops within the epoch whose loss stopped being a number; that epoch is still recorded.
-    callbacks = [RandomnessPerEpoch(spec.train.seed), keras.callbacks.TerminateOnNaN(), *schedule_callbacks]
+    extra_callbacks, callbacks = callbacks, [RandomnessPerEpoch(spec.train.seed), keras.callbacks.TerminateOnNaN(),
+                                             *schedule_callbacks]
     if spec.train.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(**spec.train.early_stopping))
     callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False))
@@ -97,7 +101,7 @@ def fit(spec, dataset, run_dir, *, strategy, precision, progress=None):
     # epoch and its final record must still resume, not start over. The caller removes it.
     callbacks += [saving.opener, recorder,
                   keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True, delete_checkpoint=False),
-                  saving.closer]
+                  saving.closer, *extra_callbacks]
 
     with saving:
         model.fit(train_data, epochs=spec.train.epochs, initial_epoch=first_epoch, steps_per_epoch=steps,
@@ -105,7 +109,8 @@ def fit(spec, dataset, run_dir, *, strategy, precision, progress=None):
     _check_finite(recorder.history)
     save_model(model, run_dir / "model.keras")  # again: EarlyStopping may have restored best weights
     test_loss, test_accuracy = model.evaluate(
-        batches(dataset.x_test, dataset.y_test, EVAL_BATCH_SIZE, dataset.num_classes, one_hot), verbose=0)
+        batches(dataset.x_test, dataset.y_test, EVAL_BATCH_SIZE, dataset.num_classes, one_hot),
+        verbose=0) if test else (None, None)
     return model, _result(recorder.history, test_loss, test_accuracy, summarize(model, spec.name).total,
                           spec.train.validation)
 
@@ -493,7 +498,8 @@ def _result(history, test_loss, test_accuracy, params, validation):
     val_acc = [row.get("val_accuracy", float("nan")) for row in history]
     best = int(np.nanargmax(val_acc)) if history else 0
     return TrainResult(
-        test_accuracy=float(test_accuracy), test_loss=float(test_loss),
+        test_accuracy=None if test_accuracy is None else float(test_accuracy),
+        test_loss=None if test_loss is None else float(test_loss),
         best_val_accuracy=float(val_acc[best]) if history else float("nan"),
         best_val_loss=float(min(row.get("val_loss", float("inf")) for row in history)) if history else float("nan"),
         best_epoch=best + 1, validation=validation, epochs_run=len(history),
