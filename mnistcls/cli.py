@@ -534,5 +534,130 @@ def bench(ctx, configs, overrides, precision, device, steps, as_json):
         report.console.print(report.speed_table(speeds, device_words))
 
 
+@cli.command()
+@click.argument("name", metavar="NAME|FILE")
+@click.option("--epochs", type=click.IntRange(1), help="Train every experiment this many epochs (a quick pass).")
+@click.option("--dataset", "-d", "datasets", multiple=True, metavar="NAME",
+              help="Only the runs on this dataset; a dataset the study does not name (a folder of IDX files) "
+                   "is run by every experiment. Repeatable.")
+@click.option("--dry-run", is_flag=True, help="List what would train and the time it would take; train nothing.")
+@device_option
+@runs_dir_option
+@data_options
+@json_option
+@click.pass_context
+def study(ctx, name, epochs, datasets, dry_run, device, runs_dir, data_dir, offline, as_json):
+    """Run a study: every experiment of a study file as ordinary runs, then one table.
+
+    NAME is a bundled study (seed_a, seed_b) or a study file. The table puts our
+    test accuracy, best accuracy during training, parameters and time beside the
+    figure the seed reported; it is also written as Markdown and CSV, with the
+    plots of each sweep (best scores against the swept value, learning curves),
+    into RUNS_DIR/studies/NAME/. Running a study again skips its finished runs
+    and resumes interrupted ones. --epochs and --dataset make a quick pass with
+    its own state (RUNS_DIR/studies/NAME-epochsN-DATASET/).
+
+    \b
+    Examples:
+      mnistcls study seed_b --dry-run
+      mnistcls study seed_a --epochs 1 --dataset fashion
+      mnistcls study seed_a
+      mnistcls study my_study.yaml --json
+    """
+    from mnistcls import study as studies
+
+    _tensorflow(ctx)  # checking the specs imports Keras
+    if dry_run:
+        plan = studies.dry_run(name, epochs=epochs, datasets=datasets, runs_directory=runs_dir, device=device)
+        if as_json:
+            report.print_json(plan)
+        else:
+            report.console.print(report.study_plan_table(plan))
+        return
+    result = studies.run_study(name, epochs=epochs, datasets=datasets, runs_directory=runs_dir, data_dir=data_dir,
+                               offline=offline, device=device, quiet=as_json, new_file=_new_file)
+    if as_json:
+        report.print_json(result)
+        return
+    if result["skipped"]:
+        report.console.print(f"{result['skipped']} of {len(result['rows'])} runs had finished before: "
+                             "not trained again")
+    report.console.print(report.study_table(result))
+    report.console.print(report.files_text({"Markdown": result["files"]["markdown"], "CSV": result["files"]["csv"],
+                                            **{f"Sweep plot {i}": path
+                                               for i, path in enumerate(result["files"]["sweeps"], 1)},
+                                            **{f"Learning curves {i}": path
+                                               for i, path in enumerate(result["files"]["curves"], 1)}}))
+
+
+@cli.command()
+@config_option(required=False)
+@click.option("--space", "space_file", metavar="FILE",
+              help="A search space file (`search:` and optionally `set:`), or a bundled one by name "
+                   "(e.g. a2_lr_sgd.yaml). The spec's own `search:` section is used too.")
+@click.option("--search", "search", multiple=True, metavar="KEY=SPEC",
+              help="Search a field, e.g. 'model.1.units={int: [10, 1000], log: true}'. Repeatable.")
+@click.option("--trials", type=click.IntRange(1), required=True,
+              help="Finished (complete or pruned) trials the study should have, all workers together.")
+@click.option("--timeout", type=click.FloatRange(0, min_open=True), metavar="SECONDS",
+              help="Start no new trial after this many seconds.")
+@click.option("--sampler", type=click.Choice(["tpe", "random", "grid"]), default="tpe", show_default=True)
+@click.option("--sampler-seed", type=click.IntRange(0), metavar="N",
+              help="Draw the same values in the same order each time (one worker; workers sharing a study "
+                   "need different seeds or none).")
+@click.option("--pruner", type=click.Choice(["median", "none"]), default="median", show_default=True,
+              help="median stops a trial whose validation accuracy falls below the median of earlier trials "
+                   "at the same epoch.")
+@click.option("--study", "study_name", metavar="NAME",
+              help="The study to start or continue (default: from the spec, space and dataset names).")
+@click.option("--storage", metavar="URL",
+              help="Where the study lives: a database URL (sqlite:///f.db, postgresql://user:pw@host/db) or a "
+                   "journal file path. Default: studies.db in the runs directory.")
+@click.option("--dataset", "-d", metavar="NAME", help="mnist, fashion, or a folder of IDX files (default: the spec's).")
+@click.option("--epochs", type=click.IntRange(1), help="Same as --set train.epochs=N (every trial).")
+@set_option
+@device_option
+@runs_dir_option
+@data_options
+@json_option
+@click.pass_context
+def tune(ctx, configs, space_file, search, trials, timeout, sampler, sampler_seed, pruner, study_name, storage,
+         dataset, epochs, overrides, device, runs_dir, data_dir, offline, as_json):
+    """Search a spec's hyperparameters with Optuna; every trial is an ordinary run.
+
+    The objective is the best validation accuracy on a hold-out of the training set
+    (20% when the spec validates on the test set); the test set is read once, for the
+    best trial. The study is kept in storage: run the same command again after
+    Ctrl-C or a crash to continue it, or on several machines at once to share it.
+
+    \b
+    Examples:
+      mnistcls tune -c a2_hidden128.yaml --space a2_lr_adam.yaml --trials 20
+      mnistcls tune -c fast_fashion.yaml --space fast_fashion.yaml --trials 30 --timeout 3600
+      mnistcls tune -c a3_width.yaml --search 'model.1.units={int: [10, 1000], log: true}' --trials 10 \\
+          --study widths
+      mnistcls tune --study widths --trials 20                            # continue it, to 20 trials
+      mnistcls tune -c fast_fashion.yaml --space fast_fashion.yaml --trials 50 \\
+          --storage postgresql://tune:secret@dbhost/studies                # the same on every machine
+    """
+    if len(configs) > 1:
+        raise UsageError("tune searches one spec: give one --config")
+    _tensorflow(ctx)
+    from mnistcls import tune as tuning
+
+    overrides = [*([f"train.epochs={epochs}"] if epochs else []), *overrides]
+    study = tuning.tune(configs[0] if configs else None, space_file=space_file, search=search, overrides=overrides,
+                        dataset=dataset, trials=trials, timeout=timeout, sampler=sampler,
+                        sampler_seed=sampler_seed, pruner=pruner,
+                        study_name=study_name, storage=storage, device=device, runs_directory=runs_dir,
+                        data_dir=data_dir, offline=offline, quiet=as_json,
+                        verbose=ctx.find_root().params["verbose"])
+    if as_json:
+        report.print_json(study)
+    else:
+        report.console.print(report.trials_table(study))
+        report.console.print(report.tuning_summary(study))
+
+
 def main():
     cli(prog_name="mnistcls")

@@ -48,15 +48,22 @@ def summarize_specs(configs, overrides):
     return summaries
 
 
-def train_all(configs, datasets, overrides, *, resume=None, restart=False, device="auto", gpus=None, runs_directory=None,
-              data_dir=None, offline=None, quiet=False):
-    """Train every planned run (or resume the run `resume`, from its first epoch with `restart`);
-    return one result dict per run."""
+def train_all(configs, datasets, overrides, *, resume=None, restart=False, planned=None, on_run=None, device="auto",
+              gpus=None, runs_directory=None, data_dir=None, offline=None, quiet=False):
+    """Train every planned run; return one result dict per run.
+
+    `resume` names a run to continue (`restart`: train it again from its first epoch).
+    `planned` (Jobs from `plan` and `resumed_job`, as a study makes them) replaces
+    configs, datasets, overrides and resume. `on_run(job, run)` is called as each
+    run's folder is made or taken up again, before its first epoch, so that a
+    caller can record where the run lives even if it is then interrupted.
+    """
     keras_compat.check_keras_version()  # before any run folder is made
     placement = runtime.select_strategy(device, gpus)
     if not placement.is_chief:
         runs_directory = runs.worker_runs_dir(placement.task_index)
-    planned = [_resumed(resume, runs_directory)] if resume else plan(configs, datasets, overrides)
+    if planned is None:
+        planned = [resumed_job(resume, runs_directory)] if resume else plan(configs, datasets, overrides)
     loaded = _load_datasets({job.dataset for job in planned}, data_dir, offline, quiet)
     from mnistcls import train  # imports TensorFlow
 
@@ -73,7 +80,7 @@ def train_all(configs, datasets, overrides, *, resume=None, restart=False, devic
     runtime.enable_determinism()
     if not quiet:
         report.console.print(f"Training on {placement.description}")
-    return [_train_one(job, loaded[job.dataset], placement, runs_directory, quiet, restart)
+    return [_train_one(job, loaded[job.dataset], placement, runs_directory, quiet, on_run, restart)
             for job in planned]
 
 
@@ -106,7 +113,8 @@ def _dataset_name(dataset):
     return str(Path(dataset).resolve())
 
 
-def _resumed(reference, runs_directory):
+def resumed_job(reference, runs_directory=None):
+    """The Job that continues an unfinished run (a UsageError if it cannot be resumed)."""
     run = runs.find(reference, runs_directory)
     runs.check_resumable(run)
     spec = specs.parse_spec(run.spec_text, str(run.path / "spec.yaml"))
@@ -119,7 +127,7 @@ def _load_datasets(names, data_dir, offline, quiet, splits=data.SPLITS):
                 for name in names}
 
 
-def _train_one(job, dataset, placement, runs_directory, quiet, restart):
+def _train_one(job, dataset, placement, runs_directory, quiet, on_run=None, restart=False):
     from mnistcls import train  # imports TensorFlow: only when a run is about to start
 
     spec = job.spec
@@ -140,6 +148,8 @@ def _train_one(job, dataset, placement, runs_directory, quiet, restart):
         # The spec's steps_per_execution is lowered to a divisor of the epoch's steps: the one really used.
         "steps_per_epoch": steps, "steps_per_execution": per_execution,
     }, started=runtime.chiefs_value(placement, time.time()))
+    if on_run:
+        on_run(job, run)
     title = f"{spec.name} on {dataset.name}  ({precision}, run {run.path})"
     try:
         with nullcontext() if quiet else report.TrainingProgress(title) as progress:
@@ -158,7 +168,7 @@ def _train_one(job, dataset, placement, runs_directory, quiet, restart):
     runs.finish(run, result.to_dict())
     shutil.rmtree(run.path / "backup", ignore_errors=True)  # only a cluster's unfinished run needs it
     plots.learning_curves({run.id: run.curves}, run.path / "curves.png", title=f"{spec.name} on {dataset.name}",
-                          validation=_validated_on([spec.train.validation]))
+                          validation=validated_on([spec.train.validation]))
     row = {"run": run.id, "config": spec.name, "dataset": dataset.name, "sweep": job.sweep, **result.to_dict()}
     if not quiet:
         report.console.print(report.results_table([row]))
@@ -260,11 +270,11 @@ def compare_runs(references, *, runs_directory=None, curves_path, sweep_path):
     rows = [runs.describe(run) for run in chosen]
     curves = plots.learning_curves({run.id: run.curves for run in chosen}, curves_path,
                                    title=f"{len(chosen)} runs compared",
-                                   validation=_validated_on([row["validation"] for row in rows]))
-    return {"runs": rows, "curves": str(curves), "sweep": _sweep_picture(rows, sweep_path)}
+                                   validation=validated_on([row["validation"] for row in rows]))
+    return {"runs": rows, "curves": str(curves), "sweep": sweep_picture(rows, sweep_path)}
 
 
-def _validated_on(validations):
+def validated_on(validations):
     """What the val_* figures of runs with these `validation` settings measure, for a picture's labels.
 
     With `validation: test` they are test scores taken during training, and are named so.
@@ -272,7 +282,7 @@ def _validated_on(validations):
     return "test" if validations and all(v == "test" for v in validations) else "validation"
 
 
-def _sweep_picture(rows, path):
+def sweep_picture(rows, path):
     """Draw best validation loss and accuracy against the swept value, when `rows` are one sweep."""
     fields = {tuple(row["sweep"]) for row in rows}
     if len(fields) != 1 or len(next(iter(fields))) != 1:
@@ -286,7 +296,7 @@ def _sweep_picture(rows, path):
     return str(plots.sweep_plot(values, [row.get("best_val_loss", nan) for row in rows],
                                 [row.get("best_val_accuracy", nan) for row in rows], path,
                                 param_name=swept, log_x=log_x,
-                                validation=_validated_on([row["validation"] for row in rows])))
+                                validation=validated_on([row["validation"] for row in rows])))
 
 
 def _number_or_text(value):

@@ -185,9 +185,11 @@ def _type_problem(value, default):
         ok = isinstance(value, str)
         expected = "a string"
     elif isinstance(default, tuple):
-        ok = (isinstance(value, int) and not isinstance(value, bool)) or (
-            isinstance(value, list) and all(isinstance(v, int) for v in value))
-        expected = "an integer or a list of integers"
+        # Sizes and strides are whole numbers; a default holding a float (a range such as
+        # RandomErasing's scale=(0.02, 0.33)) takes any numbers.
+        kinds = (int, float) if any(isinstance(v, float) for v in default) else (int,)
+        ok = all(isinstance(v, kinds) and not isinstance(v, bool) for v in (value if isinstance(value, list) else [value]))
+        expected = "a number or a list of numbers" if float in kinds else "an integer or a list of integers"
     else:
         return None
     return None if ok else f"must be {expected}, got {value!r}"

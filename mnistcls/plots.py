@@ -260,3 +260,81 @@ def confusion_heatmap_figure(confusion, class_names, *, title=None):
 def confusion_heatmap(confusion, class_names, path, *, title=None):
     """Write `confusion_heatmap_figure(...)` to `path` as a PNG and return the Path."""
     return _save(confusion_heatmap_figure(confusion, class_names, title=title), path)
+
+
+# Trial states as `mnistcls tune` names them, and how each is drawn.
+_TRIAL_MARKS = {"complete": ("o", "tab:blue"), "pruned": ("x", "0.55")}
+
+
+def tuning_history_figure(numbers, values, states, *, title=None):
+    """Draw each trial's validation accuracy by trial number, and the best so far as a step line.
+
+    Args:
+        numbers: trial numbers.
+        values: the validation accuracy each reached (a pruned trial: the best of its epochs).
+        states: "complete" or "pruned" per trial; pruned ones are grey crosses and do not
+            count for the best so far.
+        title: optional title.
+    """
+    if not len(numbers) == len(values) == len(states) or not numbers:
+        raise ValueError("numbers, values and states must be non-empty and of the same length")
+    fig = _new_figure(7, 4, title)
+    ax = fig.subplots()
+    for state, (marker, colour) in _TRIAL_MARKS.items():
+        shown = [(n, v) for n, v, s in zip(numbers, values, states) if s == state]
+        if shown:
+            ax.scatter(*zip(*shown), marker=marker, color=colour, label=state, zorder=3)
+    complete = sorted((n, v) for n, v, s in zip(numbers, values, states) if s == "complete")
+    if complete:
+        best = np.maximum.accumulate([v for _, v in complete])
+        ax.step([n for n, _ in complete], best, where="post", color="tab:red", label="best so far")
+    ax.set_xlabel("trial")
+    ax.set_ylabel("validation accuracy")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right", fontsize="small")
+    return fig
+
+
+def tuning_history(numbers, values, states, path, *, title=None):
+    """Write `tuning_history_figure(...)` to `path` as a PNG and return the Path."""
+    return _save(tuning_history_figure(numbers, values, states, title=title), path)
+
+
+def param_effect_figure(values, objective, states, *, param_name, log_x=False, categorical=False):
+    """Draw the validation accuracy of every trial against the value it drew for one parameter.
+
+    Args:
+        values: the parameter's value per trial (None where a trial did not draw it: left out).
+        objective: the validation accuracy per trial.
+        states: "complete" or "pruned" per trial.
+        param_name: the x axis label.
+        log_x: a log x axis (the parameter was searched on a log scale).
+        categorical: the values are choices: evenly spaced, in order of first appearance.
+    """
+    drawn = [(v, y, s) for v, y, s in zip(values, objective, states) if v is not None]
+    if not drawn:
+        raise ValueError(f"no trial drew {param_name}")
+    categories = list(dict.fromkeys(str(v) for v, _, _ in drawn)) if categorical else None
+    fig = _new_figure(6, 4, f"validation accuracy against {param_name}")
+    ax = fig.subplots()
+    for state, (marker, colour) in _TRIAL_MARKS.items():
+        shown = [(categories.index(str(v)) if categorical else v, y) for v, y, s in drawn if s == state]
+        if shown:
+            ax.scatter(*zip(*shown), marker=marker, color=colour, label=state, alpha=0.8)
+    if categorical:
+        ax.set_xticks(range(len(categories)), categories)
+        ax.margins(x=0.2)
+    elif log_x:
+        ax.set_xscale("log")
+    ax.set_xlabel(param_name)
+    ax.set_ylabel("validation accuracy")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best", fontsize="small")
+    return fig
+
+
+def param_effect(values, objective, states, path, *, param_name, log_x=False, categorical=False):
+    """Write `param_effect_figure(...)` to `path` as a PNG and return the Path."""
+    return _save(param_effect_figure(values, objective, states, param_name=param_name, log_x=log_x,
+                                     categorical=categorical), path)

@@ -319,7 +319,7 @@ def files_text(files):
 # --- runs ----------------------------------------------------------------------------
 
 _STATUS_STYLES = {"finished": "green", "running": "cyan", "interrupted": "yellow", "failed": "red", "killed": "red",
-                  "diverged": "red"}
+                  "diverged": "red", "pruned": "yellow"}
 
 
 def runs_table(rows):
@@ -351,6 +351,8 @@ def run_info_table(run):
                         "TensorFlow (the spec's steps_per_execution, or the largest divisor of the steps per "
                         "epoch below it)" if "steps_per_execution" in info else "-"),
               ("Command", " ".join(["mnistcls", *info["command"][1:]]) if info.get("command") else "-")]
+    if "study" in info:  # a trial of `mnistcls tune`
+        fields.append(("Study", f"{info['study']}, trial {info.get('trial')}"))
     if "error" in info:
         fields.append(("Error", styled(info["error"], "red")))
     return table(f"Run {run.id}", ["Field", "Value"], fields)
@@ -419,3 +421,117 @@ def speed_table(speeds, device):
     return table(f"Speed on {device}", ["Config", "Precision", "Batch>", "Train img/s>", "Eval img/s>",
                                          "s/epoch (est.)>"], rows,
                  caption="an epoch: 60,000 training images and validation on 10,000")
+
+
+# --- study ---------------------------------------------------------------------------
+
+STUDY_COLUMNS = ["Experiment", "Dataset", "Params>", "Test acc>", "Best acc>", "Epochs>", "Time>", "Seed reported"]
+STUDY_NOTE = ("Best acc: the best accuracy of any epoch on the data the run validated on. 'test' marks seed A's "
+              "way, validating on the test set: that figure is the best test accuracy seen during training, an "
+              "optimistic one. 'val' marks a hold-out of the training set (seed B).")
+
+
+def study_cells(rows):
+    """(STUDY_COLUMNS, plain-text cells): one study row per run (from study.run_study), for tables and Markdown."""
+    def best(row):
+        accuracy = row.get("best_accuracy_in_training")
+        on = "test" if row["validated_on"] == "test set" else "val"
+        return "-" if accuracy is None else f"{percent(accuracy)} {on}"
+
+    cells = [[experiment_text(r), r["dataset"], count(r["params"]) if r.get("params") else "-",
+              percent(r.get("test_accuracy")), best(r), str(r.get("epochs") or "-"), duration(r.get("seconds")),
+              _reported(r.get("reported"))] for r in rows]
+    return STUDY_COLUMNS, cells
+
+
+def experiment_text(row):
+    """"A3: units=317": the experiment and its swept values (the field's last name is enough beside it)."""
+    sweep = ", ".join(f"{key.rsplit('.', 1)[-1]}={value}" for key, value in row["sweep"].items())
+    return f"{row['experiment']}: {sweep}" if sweep else row["experiment"]
+
+
+def _reported(figure):
+    """What a seed reported: an accuracy as a percentage, text as written."""
+    if figure is None:
+        return "-"
+    return percent(figure) if isinstance(figure, (int, float)) and 0 < figure <= 1 else str(figure)
+
+
+def duration(seconds):
+    """83.4 -> "1m 23s"; 4.2 -> "4.2s"."""
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, seconds = divmod(round(seconds), 60)
+    return f"{minutes // 60}h {minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m {seconds:02d}s"
+
+
+def _narrow_dataset_column(t):
+    t.columns[1].min_width = None  # "mnist" needs no more: the room goes to the seed's words
+
+
+def study_table(result):
+    """`mnistcls study`: the study's table, ours beside the seed's figures."""
+    columns, cells = study_cells(result["rows"])
+    t = table(f"Study {result['study']}", columns, cells, STUDY_NOTE)
+    _narrow_dataset_column(t)
+    return t
+
+
+STUDY_PLAN_STATUS = {"new": "new run", "resume": "resume its run", "finished": "finished: skipped",
+                     "running": "running elsewhere"}
+
+
+def study_plan_table(plan):
+    """`mnistcls study --dry-run`: what would train, and the time `bench` estimates for it."""
+    rows = [(experiment_text(u), u["dataset"], STUDY_PLAN_STATUS[u["status"]], u["epochs"] or "-",
+             duration(u["seconds"]) if u["epochs"] else "-") for u in plan["units"]]
+    t = table(f"Study {plan['study']}: plan", ["Experiment", "Dataset", "Status", "Epochs>", "Est. time>"], rows,
+              f"estimated {duration(plan['seconds'])} on {plan['device']} (`mnistcls bench`'s speed, epochs of "
+              f"60,000 images); state and tables in {plan['folder']}")
+    _narrow_dataset_column(t)
+    return t
+
+
+# --- tune ----------------------------------------------------------------------------
+
+_TRIAL_STYLES = {"complete": "green", "pruned": "yellow", "fail": "red", "running": "cyan", "waiting": "dim"}
+
+
+def trials_table(study):
+    """`mnistcls tune`: one row per trial of the study (rows from tune.results)."""
+    names = study["params"]
+    rows = [(t["number"], styled(t["state"], _TRIAL_STYLES.get(t["state"], "default")),
+             *[_param_value(t["params"].get(name)) for name in names], percent(t["value"]),
+             t["epochs"] if t["epochs"] is not None else "-", _number(t["seconds"], 1), t["note"])
+            for t in study["trials"]]
+    return table(f"Study {study['study']}: {study['counted']} of {study['target']} trials done ({study['storage']})",
+                 ["Trial>", "State", *names, "Val acc>", "Epochs>", "Seconds>", "Note"], rows,
+                 "Val acc: the best validation accuracy on the hold-out (a pruned trial: before it was stopped). "
+                 "Each trial is a run tagged with its study and trial number in run.json (--json lists them).")
+
+
+def _param_value(value):
+    return "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def tuning_summary(study):
+    """The best trial (its values, run, test accuracy and spec file), importances and the pictures, as plain text."""
+    best = study["best"]
+    if best is None:
+        lines = ["No trial has completed yet."]
+    else:
+        values = ", ".join(f"{k}={_param_value(v)}" for k, v in best["params"].items())
+        test = (f"test accuracy {percent(best['test_accuracy'])} (measured once, for this trial only)"
+                if "test_accuracy" in best else best["test_note"])
+        lines = [f"Best: trial {best['number']}, validation accuracy {percent(best['value'])}: {values}",
+                 f"  run {best['run']}; {test}",
+                 f"  its spec, ready to train: mnistcls train --config {best['spec_file']}"]
+    if study["importances"]:
+        lines.append("Parameter importances: " + ", ".join(
+            f"{name} {share:.2f}" for name, share in study["importances"].items()))
+    else:
+        lines.append(f"Parameter importances: {study['importance_note']}")
+    lines += [f"{what}: {path}" for what, path in study["pictures"].items()]
+    return plain("\n".join(lines))

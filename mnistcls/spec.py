@@ -222,7 +222,7 @@ class Spec:
 
     def problem(self, path, message):
         """A Problem located at `path` (or its nearest parent that has a location)."""
-        return _locate(self.origins, self.source, path, message)
+        return locate(self.origins, self.source, path, message)
 
     def to_dict(self):
         """The fully resolved spec as plain data, in the layout of a spec file."""
@@ -271,7 +271,7 @@ def parse_spec(text, source, overrides=()):
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise SpecError([_locate(origins, source, "", "a spec must be a mapping with a 'model:' list of layers")])
+        raise SpecError([locate(origins, source, "", "a spec must be a mapping with a 'model:' list of layers")])
     raw = dict(raw)
     _normalize_model(raw, origins, source, problems)
     for text_override in overrides:
@@ -367,6 +367,16 @@ def read_yaml(text):
         loader.dispose()
 
 
+def read_yaml_lines(text, source):
+    """For other YAML files checked like specs (study files, search spaces): (plain data, origins).
+
+    `origins` maps each field path to its (file, line), for `locate`; broken YAML
+    raises SpecError with its line, as for specs.
+    """
+    origins = {}
+    return _read_yaml(text, source, origins), origins
+
+
 def _read_yaml(text, source, origins):
     """Parse YAML safely, recording each field path's line in `origins`."""
     try:
@@ -411,7 +421,8 @@ def _construct(loader, node, path, origins, source):
     return loader.construct_object(node, deep=True)
 
 
-def _locate(origins, source, path, message):
+def locate(origins, source, path, message):
+    """A Problem at the line of field `path`, or of its nearest parent that has one."""
     probe = path
     while probe not in origins and probe:
         probe = probe.rpartition(".")[0]
@@ -445,17 +456,17 @@ def _normalize_layer(entry, path, origins, source, problems):
         layer_type = layers.LAYERS.get(name)
         if layer_type and layer_type.primary:
             return {"type": name, layer_type.primary: value}
-        problems.append(_locate(origins, source, path,
+        problems.append(locate(origins, source, path,
                                 f"'{name}' takes a mapping of arguments, e.g. `- {name}: {{...}}`"))
         return None
-    problems.append(_locate(origins, source, path,
+    problems.append(locate(origins, source, path,
                             "a layer is `- NAME`, `- NAME: VALUE` or `- NAME: {ARG: VALUE, ...}`"))
     return None
 
 
 def _check_model(raw_model, source, origins, problems):
     if not isinstance(raw_model, list) or not raw_model:
-        problems.append(_locate(origins, source, "model", "must be a non-empty list of layers"))
+        problems.append(locate(origins, source, "model", "must be a non-empty list of layers"))
         return []
     model = []
     for i, entry in enumerate(raw_model):
@@ -470,11 +481,11 @@ def _check_model(raw_model, source, origins, problems):
             hint = "forbidden: it can run arbitrary code" if name in layers.FORBIDDEN else (
                 "unknown layer" + layers.did_you_mean(str(name), choices)
                 + f"; short names: {', '.join(sorted(layers.LAYERS))}, or any Keras layer class name")
-            problems.append(_locate(origins, source, path, f"'{name}': {hint}"))
+            problems.append(locate(origins, source, path, f"'{name}': {hint}"))
             continue
         cls, layer_type = resolved
         for arg, message in layers.check_arguments(cls, args, layer_type.limits):
-            problems.append(_locate(origins, source, f"{path}.{arg}" if arg else path, message))
+            problems.append(locate(origins, source, f"{path}.{arg}" if arg else path, message))
         model.append(LayerSpec(name, args, i))
     return model
 
@@ -541,9 +552,10 @@ def _apply_override(raw, text, origins, problems):
 
 def _validate(raw, source, origins, problems):
     def problem(path, message):
-        problems.append(_locate(origins, source, path, message))
+        problems.append(locate(origins, source, path, message))
 
-    allowed = {"name", "description", "data", "model", "train"}
+    # `search` is the space `mnistcls tune` explores (read by mnistcls.search); training ignores it.
+    allowed = {"name", "description", "data", "model", "train", "search"}
     for key in raw:
         if key not in allowed:
             problem(str(key), "unknown section" + layers.did_you_mean(str(key), allowed)

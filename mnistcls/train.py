@@ -38,8 +38,8 @@ EVAL_BATCH_SIZE = 1000  # inference needs no small batches; larger ones are fast
 class TrainResult:
     """The figures a finished (or interrupted) run is judged by."""
 
-    test_accuracy: float
-    test_loss: float
+    test_accuracy: float | None  # None: not measured (tune's trials never look at the test set)
+    test_loss: float | None
     best_val_accuracy: float
     best_val_loss: float
     best_epoch: int  # 1-based epoch of the best validation accuracy
@@ -52,7 +52,7 @@ class TrainResult:
         return asdict(self)
 
 
-def fit(spec, dataset, run_dir, *, strategy, precision, progress=None, restart=False):
+def fit(spec, dataset, run_dir, *, strategy, precision, progress=None, callbacks=(), test=True, restart=False):
     """Train `spec` on `dataset`, keeping the run's state in `run_dir`; resume from the epochs it holds.
 
     Args:
@@ -65,6 +65,9 @@ def fit(spec, dataset, run_dir, *, strategy, precision, progress=None, restart=F
         precision: the Keras dtype policy, e.g. "float32" or "mixed_bfloat16".
         progress: optional object with `epoch_begin(epoch, epochs, steps)`,
             `batch_end(step, logs)` and `epoch_end(epoch, logs, seconds)`.
+        callbacks: further Keras callbacks, called after each epoch is recorded on disk
+            (tune's pruning decision).
+        test: evaluate the final model on the test split (False: test figures are None).
         restart: discard the epochs `run_dir` holds and train from the first one.
 
     Returns:
@@ -96,7 +99,7 @@ def fit(spec, dataset, run_dir, *, strategy, precision, progress=None, restart=F
     # stopping's decisions first, so that the files written last (history, then
     # model; kept whole by SavingSection) hold the state after them.
     # TerminateOnNaN stops within the epoch whose loss stopped being a number; that epoch is still recorded.
-    callbacks = [RestoreState(state.path)] if state else []
+    extra_callbacks, callbacks = callbacks, [RestoreState(state.path)] if state else []
     callbacks += [RandomnessPerEpoch(spec.train.seed), keras.callbacks.TerminateOnNaN(), *schedule_callbacks]
     if spec.train.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(**spec.train.early_stopping))
@@ -105,7 +108,7 @@ def fit(spec, dataset, run_dir, *, strategy, precision, progress=None, restart=F
         callbacks.append(ProgressEvents(progress, spec.train.epochs, steps))
     recorder = EpochRecorder(run_dir, history)
     saving = SavingSection()
-    callbacks += [saving.opener, recorder, saving.closer]
+    callbacks += [saving.opener, recorder, saving.closer, *extra_callbacks]
 
     with saving:
         model.fit(train_data, epochs=spec.train.epochs, initial_epoch=first_epoch, steps_per_epoch=steps,
@@ -114,7 +117,8 @@ def fit(spec, dataset, run_dir, *, strategy, precision, progress=None, restart=F
     # Again: EarlyStopping may have restored the best weights.
     save_model(model, run_dir / "model.keras", epoch=len(recorder.history))
     test_loss, test_accuracy = model.evaluate(
-        batches(dataset.x_test, dataset.y_test, EVAL_BATCH_SIZE, dataset.num_classes, one_hot), verbose=0)
+        batches(dataset.x_test, dataset.y_test, EVAL_BATCH_SIZE, dataset.num_classes, one_hot),
+        verbose=0) if test else (None, None)
     return model, _result(recorder.history, test_loss, test_accuracy, summarize(model, spec.name).total,
                           spec.train.validation)
 
@@ -558,7 +562,8 @@ def _result(history, test_loss, test_accuracy, params, validation):
     val_acc = [row.get("val_accuracy", float("nan")) for row in history]
     best = int(np.nanargmax(val_acc)) if history else 0
     return TrainResult(
-        test_accuracy=float(test_accuracy), test_loss=float(test_loss),
+        test_accuracy=None if test_accuracy is None else float(test_accuracy),
+        test_loss=None if test_loss is None else float(test_loss),
         best_val_accuracy=float(val_acc[best]) if history else float("nan"),
         best_val_loss=float(min(row.get("val_loss", float("inf")) for row in history)) if history else float("nan"),
         best_epoch=best + 1, validation=validation, epochs_run=len(history),

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from mnistcls import data, jobs
+from mnistcls import data
 from mnistcls.cli import cli
 
 from conftest import FASHION_SYSTEM_DIR, SHARED_DATA

@@ -222,3 +222,11 @@ def test_the_built_in_datasets_are_the_data_layers_and_each_has_a_picture_style(
 
     assert tuple(specs.DATASET_STYLES) == data.DATASET_NAMES
     assert set(specs.DATASET_STYLES.values()) <= set(specs.STYLES) == set(images.PREPARATIONS)
+
+
+def test_tuple_arguments_take_numbers_where_keras_default_holds_them_and_integers_elsewhere():
+    head = "model:\n  - RandomErasing: {scale: [0.02, 0.2], value_range: [0, 1]}\n"
+    tail = "  - flatten\n  - dense: {units: 10, activation: softmax}\n"
+    assert specs.parse_spec(head + tail, "erasing.yaml").model[0].args["scale"] == [0.02, 0.2]
+    with pytest.raises(SpecError, match=r"model.0.pool_size: must be an integer or a list of integers"):
+        specs.parse_spec("model:\n  - maxpool: [2.5, 2]\n" + tail, "pool.yaml")
