@@ -104,14 +104,16 @@ def _early_stopping(value):
         return None
     if not isinstance(value, dict):
         return "must be null or a mapping such as {patience: 3, restore_best_weights: true}"
+    # min_delta is a real number although Keras' default (0) is written as an integer: checked here.
+    typed_by_keras = {key: v for key, v in value.items() if key != "min_delta"}
     messages = [f"{arg}: {msg}" if arg else msg
-                for arg, msg in layers.check_arguments(keras.callbacks.EarlyStopping, value)]
+                for arg, msg in layers.check_arguments(keras.callbacks.EarlyStopping, typed_by_keras)]
     monitor = value.get("monitor", "val_loss")
     if monitor not in MONITORED:
         messages.append(f"monitor: must be one of {', '.join(MONITORED)}, got {monitor!r}")
-    baseline = value.get("baseline")
-    if baseline is not None and _number(baseline):
-        messages.append(f"baseline: {_number(baseline)}")
+    for key, low in (("baseline", None), ("min_delta", 0)):
+        if value.get(key) is not None and _number(value[key], low):
+            messages.append(f"{key}: {_number(value[key], low)}")
     return "; ".join(messages) or None
 
 

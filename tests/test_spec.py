@@ -230,3 +230,10 @@ def test_tuple_arguments_take_numbers_where_keras_default_holds_them_and_integer
     assert specs.parse_spec(head + tail, "erasing.yaml").model[0].args["scale"] == [0.02, 0.2]
     with pytest.raises(SpecError, match=r"model.0.pool_size: must be an integer or a list of integers"):
         specs.parse_spec("model:\n  - maxpool: [2.5, 2]\n" + tail, "pool.yaml")
+
+
+def test_early_stopping_min_delta_is_a_real_number():
+    text = "model: [flatten, {dense: {units: 10, activation: softmax}}]\ntrain:\n  early_stopping: {min_delta: %s}\n"
+    assert specs.parse_spec(text % "0.001", "es.yaml").train.early_stopping == {"min_delta": 0.001}
+    with pytest.raises(SpecError, match=r"min_delta: must be >= 0, got -0.5"):
+        specs.parse_spec(text % "-0.5", "es.yaml")
