@@ -35,6 +35,7 @@ import json
 import shutil
 import socket
 import sys
+import time
 import warnings
 from contextlib import nullcontext
 from pathlib import Path
@@ -139,16 +140,34 @@ def open_storage(url, runs_directory):
             raise UsageError(f"--storage {url}: cannot open the journal file ({err})") from None
     shown = _without_password(url)
     try:
-        return optuna.storages.RDBStorage(
-            url, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=2 * HEARTBEAT_SECONDS,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES),
-        ), shown
+        return _database_storage(url), shown
     except ImportError as err:
         raise UsageError(f"--storage {shown}: the database driver is missing ({err}); for PostgreSQL: "
                          "pip install 'mnistcls[postgres]'") from None
     except Exception as err:
         raise MnistclsError(f"--storage {shown}: cannot open the study storage "
                             f"({type(err).__name__}: {str(err).splitlines()[0]})") from None
+
+
+def _database_storage(url, attempts=5):
+    """Optuna's RDBStorage for `url`, which creates its tables on first use.
+
+    Workers started together on a new database race to create them, and PostgreSQL
+    lets only one win (a unique violation in its catalogue for the others): the
+    losers try again once the winner's tables exist.
+    """
+    import sqlalchemy.exc
+
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(
+                url, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=2 * HEARTBEAT_SECONDS,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                    max_retry=MAX_RETRIES))
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
 
 
 def _without_password(url):
