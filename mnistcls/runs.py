@@ -177,6 +177,9 @@ def check_resumable(run):
         raise UsageError(f"run {run.id} has already finished; there is nothing to resume")
     if run.status == "running":
         raise UsageError(f"run {run.id} is still running (process {run.info.get('pid')})")
+    if run.status == "diverged":  # its model.keras holds the weights that stopped being numbers
+        raise UsageError(f"run {run.id} diverged ({run.info.get('error', 'its loss became NaN')}); resuming would "
+                         "continue from broken weights: train it again with a lower learning rate")
 
 
 def finish(run, metrics):
