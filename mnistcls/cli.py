@@ -169,10 +169,16 @@ def train(ctx, configs, datasets, epochs, batch_size, lr, seed, precision, overr
     _tensorflow(ctx)
     results = jobs.train_all(configs, datasets, overrides, resume=resume, restart=restart, device=device,
                              gpus=gpus, runs_directory=runs_dir, data_dir=data_dir, offline=offline, quiet=as_json)
+    diverged = [row for row in results if row["status"] == "diverged"]
     if as_json:
         report.print_json(results)
-    elif len(results) > 1:
-        report.console.print(report.results_table(results, title="Comparison"))
+    else:
+        if len(results) > 1:
+            report.console.print(report.results_table(results, title="Comparison"))
+        for row in diverged:
+            report.error(row["error"])
+    if diverged:
+        ctx.exit(1)
 
 
 @cli.group()

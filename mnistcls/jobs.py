@@ -65,7 +65,7 @@ def train_all(configs, datasets, overrides, *, resume=None, restart=False, plann
         runs_directory = runs.worker_runs_dir(placement.task_index)
     if planned is None:
         planned = [resumed_job(resume, runs_directory)] if resume else plan(configs, datasets, overrides)
-    loaded = _load_datasets({job.dataset for job in planned}, data_dir, offline, quiet)
+    loaded = load_datasets({job.dataset for job in planned}, data_dir, offline, quiet)
     from mnistcls import train  # imports TensorFlow
 
     problems = []
@@ -93,7 +93,7 @@ def plan(configs, datasets, overrides):
     for config in configs:
         for combination in itertools.product(*alternatives):
             for dataset in datasets or [None]:
-                extra = [f"data.dataset={json.dumps(_dataset_name(dataset))}"] if dataset else []
+                extra = [f"data.dataset={json.dumps(dataset_name(dataset))}"] if dataset else []
                 try:
                     spec = specs.load_spec(config, [*combination, *extra])
                 except SpecError as err:
@@ -107,7 +107,7 @@ def plan(configs, datasets, overrides):
     return jobs
 
 
-def _dataset_name(dataset):
+def dataset_name(dataset):
     """A built-in dataset's name, or a folder's absolute path (so that the run can be found from anywhere)."""
     if dataset in data.DATASET_NAMES or not Path(dataset).is_dir():
         return dataset
@@ -122,41 +122,70 @@ def resumed_job(reference, runs_directory=None):
     return Job(spec, run.info["dataset"], run.info.get("sweep", {}), run)
 
 
-def _load_datasets(names, data_dir, offline, quiet, splits=data.SPLITS):
+def load_datasets(names, data_dir, offline, quiet, splits=data.SPLITS):
     with nullcontext() if quiet else report.DownloadProgress() as progress:
         return {name: data.load(name, data_dir=data_dir, offline=offline, splits=splits, progress=progress)
                 for name in names}
 
 
 def _train_one(job, dataset, placement, runs_directory, quiet, on_run=None, restart=False):
-    from mnistcls import train  # imports TensorFlow: only when a run is about to start
-
+    """Train one planned job in its run folder; its result row (status "diverged" and an error if it diverged)."""
     spec = job.spec
     if job.run:  # a resumed run keeps the precision it started with, wherever it continues
         precision = job.run.info.get("precision") or runtime.choose_precision(spec.train.precision, placement.on_gpu)
         runs.resume(job.run)
     else:
         precision = runtime.choose_precision(spec.train.precision, placement.on_gpu)
+    run = job.run or runs.create(runs_directory, spec, job.dataset,
+                                 run_environment(spec, dataset, placement, precision, job.sweep),
+                                 started=runtime.chiefs_value(placement, time.time()))
+    if on_run:
+        on_run(job, run)
+    row = {"run": run.id, "config": spec.name, "dataset": dataset.name, "sweep": job.sweep}
+    try:
+        result = train_and_record(run, spec, dataset, placement, precision, title=f"{spec.name} on {dataset.name}",
+                                  quiet=quiet, restart=restart)
+    except Diverged as err:  # recorded; the other runs of a sweep or study still train
+        return {**row, "status": "diverged", "validation": spec.train.validation, "error": str(err)}
+    row = {**row, "status": "finished", **result.to_dict()}
+    if not quiet:
+        report.console.print(report.results_table([row]))
+    return row
+
+
+def run_environment(spec, dataset, placement, precision, sweep):
+    """What run.json records about how a new run is trained, beside its spec."""
+    from mnistcls import train  # imports TensorFlow
+
     steps = train.steps_per_epoch(spec.train, len(dataset.x_train))
-    per_execution = train.steps_per_execution(spec.train, steps, placement.strategy)
-    run = job.run or runs.create(runs_directory, spec, job.dataset, {
-        "sweep": job.sweep, "device": placement.description,
-        "replicas": placement.strategy.num_replicas_in_sync,
+    return {
+        "sweep": sweep, "device": placement.description, "replicas": placement.strategy.num_replicas_in_sync,
         "precision": precision, "versions": runtime.versions(), "command": sys.argv,
         "data": {"source": dataset.source, "verified": dataset.verified},
         # What best_val_* were measured on: "test" makes them the best test scores seen during training.
         "validation": spec.train.validation,
         # The spec's steps_per_execution is lowered to a divisor of the epoch's steps: the one really used.
-        "steps_per_epoch": steps, "steps_per_execution": per_execution,
-    }, started=runtime.chiefs_value(placement, time.time()))
-    if on_run:
-        on_run(job, run)
-    title = f"{spec.name} on {dataset.name}  ({precision}, run {run.path})"
+        "steps_per_epoch": steps, "steps_per_execution": train.steps_per_execution(spec.train, steps,
+                                                                                    placement.strategy),
+    }
+
+
+def train_and_record(run, spec, dataset, placement, precision, *, title, quiet, callbacks=(), test=True,
+                     restart=False):
+    """Train `spec` in `run`'s folder and record how it ended; the TrainResult of a finished run.
+
+    The run's status follows what happened: finished; interrupted (raised as
+    Interrupted, with the command that continues it); diverged (Diverged); failed
+    (the error is raised again). With `test`, the final test uses the spec's
+    test-time augmentation.
+    """
+    from mnistcls import train  # imports TensorFlow
+
     try:
-        with nullcontext() if quiet else report.TrainingProgress(title) as progress:
+        with nullcontext() if quiet else report.TrainingProgress(f"{title}  ({precision}, run {run.path})") as progress:
             model, result = train.fit(spec, dataset, run.path, strategy=placement.strategy, precision=precision,
-                                      progress=progress, restart=restart)
-        if spec.data.tta != "none":
+                                      progress=progress, callbacks=callbacks, test=test, restart=restart)
+        if test and spec.data.tta != "none":
             result = _tested_with_tta(model, dataset, spec.data.tta, result)
     except KeyboardInterrupt:
         run.update(status="interrupted")
@@ -170,12 +199,9 @@ def _train_one(job, dataset, placement, runs_directory, quiet, on_run=None, rest
         raise
     runs.finish(run, result.to_dict())
     shutil.rmtree(run.path / "backup", ignore_errors=True)  # only a cluster's unfinished run needs it
-    plots.learning_curves({run.id: run.curves}, run.path / "curves.png", title=f"{spec.name} on {dataset.name}",
+    plots.learning_curves({run.id: run.curves}, run.path / "curves.png", title=title,
                           validation=validated_on([spec.train.validation]))
-    row = {"run": run.id, "config": spec.name, "dataset": dataset.name, "sweep": job.sweep, **result.to_dict()}
-    if not quiet:
-        report.console.print(report.results_table([row]))
-    return row
+    return result
 
 
 def _tested_with_tta(model, dataset, tta, result):
@@ -205,7 +231,7 @@ def evaluate_runs(references, dataset, *, every=False, runs_directory=None, data
     chosen = _runs_to_evaluate(references, dataset, every, runs_directory)
     model_paths = [_saved_model(run) for run in chosen]  # every run checked before any work
     evaluated_on = [dataset or run.info.get("dataset") for run in chosen]
-    loaded = _load_datasets(set(evaluated_on), data_dir, offline, quiet, splits=("test",))
+    loaded = load_datasets(set(evaluated_on), data_dir, offline, quiet, splits=("test",))
     results = []
     for run, model_path, test in zip(chosen, model_paths, (loaded[name] for name in evaluated_on)):
         try:

@@ -439,7 +439,7 @@ def study_cells(rows):
         return "-" if accuracy is None else f"{percent(accuracy)} {on}"
 
     cells = [[experiment_text(r), r["dataset"], count(r["params"]) if r.get("params") else "-",
-              percent(r.get("test_accuracy")), best(r), str(r.get("epochs") or "-"), duration(r.get("seconds")),
+              "diverged" if r.get("status") == "diverged" else percent(r.get("test_accuracy")), best(r), str(r.get("epochs") or "-"), duration(r.get("seconds")),
               _reported(r.get("reported"))] for r in rows]
     return STUDY_COLUMNS, cells
 
@@ -480,6 +480,7 @@ def study_table(result):
 
 
 STUDY_PLAN_STATUS = {"new": "new run", "resume": "resume its run", "finished": "finished: skipped",
+                     "diverged": "diverged: skipped",
                      "running": "running elsewhere"}
 
 

@@ -299,7 +299,8 @@ def _take_stock(units, folder, runs_directory):
             continue
         unit.run = runs.Run(path)
         status = unit.run.status
-        unit.status = status if status in ("finished", "running") else "resume"
+        # A diverged run is an outcome (its learning rate is too high), not something to resume.
+        unit.status = status if status in ("finished", "running", "diverged") else "resume"
 
 
 def _recorded_runs(folder):
@@ -341,7 +342,7 @@ def dry_run(name_or_path, *, epochs=None, datasets=(), runs_directory=None, devi
     speeds, rows = {}, []
     for unit in units:
         spec = unit.job.spec
-        to_train = 0 if unit.status in ("finished", "running") else spec.train.epochs - len(
+        to_train = 0 if unit.status in ("finished", "running", "diverged") else spec.train.epochs - len(
             unit.run.history if unit.run else [])
         seconds = 0.0
         if to_train:
@@ -392,7 +393,7 @@ def run_study(name_or_path, *, epochs=None, datasets=(), runs_directory=None, da
     if running:
         raise UsageError(f"run {running[0].id} of this study is still running (process {running[0].info.get('pid')} "
                          f"on {running[0].info.get('host')}): wait for it, or stop it and run the study again")
-    to_train = [unit for unit in units if unit.status != "finished"]
+    to_train = [unit for unit in units if unit.status not in ("finished", "diverged")]
     planned = []
     for unit in to_train:
         if unit.status == "resume":

@@ -32,12 +32,9 @@ Decisions worth knowing:
 """
 
 import json
-import shutil
 import socket
-import sys
 import time
 import warnings
-from contextlib import nullcontext
 from pathlib import Path
 
 import keras
@@ -45,9 +42,9 @@ import optuna
 import yaml
 from optuna.trial import TrialState
 
-from mnistcls import data, layers, plots, report, runs, runtime, search as spaces, spec as specs
+from mnistcls import jobs, layers, plots, report, runs, runtime, search as spaces, spec as specs
 from mnistcls.build import build_model
-from mnistcls.errors import Interrupted, MnistclsError, SpecError, UsageError
+from mnistcls.errors import Diverged, Interrupted, MnistclsError, SpecError, UsageError
 from mnistcls.files import write_json, write_text
 
 HOLD_OUT = 0.2  # fraction of the training set validated on when the spec validates on the test set
@@ -82,8 +79,11 @@ def tune(config=None, *, space_file=None, search=(), overrides=(), dataset=None,
         raise UsageError(f"--sampler: one of {', '.join(SAMPLERS)}; --pruner: one of {', '.join(PRUNERS)}")
     optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    if not config and (space_file or search or overrides or dataset):
+        raise UsageError("--space, --search, --set, --epochs and --dataset shape a new study's trials: give them "
+                         "with --config; --study NAME alone continues a study as it was stored")
     if dataset:
-        overrides = [f"data.dataset={json.dumps(_dataset_name(dataset))}", *overrides]
+        overrides = [f"data.dataset={json.dumps(jobs.dataset_name(dataset))}", *overrides]
     space = spaces.load_space(config, space_file, search, overrides) if config else None
     if space is None and not study_name:
         raise UsageError("give a spec with --config (e.g. --config fast_fashion.yaml), or --study NAME of a study "
@@ -99,13 +99,14 @@ def tune(config=None, *, space_file=None, search=(), overrides=(), dataset=None,
     if placement.num_workers > 1:
         raise UsageError("tune trains each trial in one process: unset TF_CONFIG and start a `mnistcls tune` "
                          "per machine on one --storage instead")
-    loaded = _load(setup["spec"]["data"]["dataset"], data_dir, offline, quiet)
+    dataset_name = setup["spec"]["data"]["dataset"]
+    loaded = jobs.load_datasets([dataset_name], data_dir, offline, quiet)[dataset_name]
     runtime.enable_determinism()
     objective = _Objective(study, setup, params, loaded, placement, runs_directory, trials, quiet)
     _end_lost_trials(study, runs_directory)
     if not quiet:
-        report.console.print(f"Study {name} in {where}: {_counted(study)} of {trials} trials done; "
-                             f"training on {placement.description}")
+        report.console.print(report.plain(f"Study {name} in {where}: {_counted(study)} of {trials} trials done; "
+                                          f"training on {placement.description}"))
     enough = optuna.study.MaxTrialsCallback(trials, states=(*COUNTED, TrialState.RUNNING))
     try:
         if len(study.get_trials(deepcopy=False, states=(*COUNTED, TrialState.RUNNING))) < trials:
@@ -181,11 +182,6 @@ def _default_name(space, space_file):
     return "-".join(p for p in parts if p)
 
 
-def _dataset_name(dataset):
-    """A built-in dataset's name, or a folder's absolute path (the same on every worker's command line)."""
-    return dataset if dataset in data.DATASET_NAMES or not Path(dataset).is_dir() else str(Path(dataset).resolve())
-
-
 def _setup(storage, name, space):
     """The study's setup (spec, space, hold-out), creating the study or checking a reopened one against `space`."""
     wanted = None
@@ -219,11 +215,6 @@ def _grid(params):
         raise UsageError(f"--sampler grid needs finite values: give {', '.join(continuous)} a step "
                          f"(at most {spaces.GRID_MAX_VALUES} values), or a choice")
     return grid
-
-
-def _load(dataset, data_dir, offline, quiet):
-    with nullcontext() if quiet else report.DownloadProgress() as progress:
-        return data.load(dataset, data_dir=data_dir, offline=offline, progress=progress)
 
 
 def _counted(study):
@@ -312,31 +303,26 @@ class _Objective:
         return len(before) >= self.target
 
     def _train(self, trial, spec, values):
-        from mnistcls import train
-
         placement, dataset = self.placement, self.dataset
         precision = runtime.choose_precision(spec.train.precision, placement.on_gpu)
+        sweep = {name: value if isinstance(value, str) else json.dumps(value) for name, value in values.items()}
         run = runs.create(self.runs_directory, spec, spec.data.dataset, {
             "study": self.study.study_name, "trial": trial.number,
-            "sweep": {name: value if isinstance(value, str) else json.dumps(value) for name, value in values.items()},
-            "device": placement.description, "replicas": placement.strategy.num_replicas_in_sync,
-            "precision": precision, "versions": runtime.versions(), "command": sys.argv,
-            "data": {"source": dataset.source, "verified": dataset.verified},
-        })
+            **jobs.run_environment(spec, dataset, placement, precision, sweep)})
         trial.set_user_attr("run", run.id)
         pruning = PruningCallback(trial)
-        title = f"trial {trial.number}: " + ", ".join(f"{k}={_short(v)}" for k, v in values.items())
+        title = f"{spec.name}, trial {trial.number}: " + ", ".join(f"{k}={_short(v)}" for k, v in values.items())
         try:
-            with nullcontext() if self.quiet else report.TrainingProgress(f"{title}  (run {run.path})") as progress:
-                _, result = train.fit(spec, dataset, run.path, strategy=placement.strategy, precision=precision,
-                                      progress=progress, callbacks=[pruning], test=False)
-        except KeyboardInterrupt:
-            run.update(status="interrupted")
+            result = jobs.train_and_record(run, spec, dataset, placement, precision, title=title, quiet=self.quiet,
+                                           callbacks=[pruning], test=False)
+        except Interrupted:  # the run is recorded as interrupted; tune() queues the trial again
             trial.set_user_attr("error", "interrupted (Ctrl-C)")
-            raise
+            raise KeyboardInterrupt from None
+        except Diverged as err:  # a learning rate too high for the model: the sampler learns to avoid it
+            trial.set_user_attr("error", str(err))
+            raise optuna.TrialPruned(str(err)) from None
         except Exception as err:  # a trial's own error (say, out of memory for its width): the next may do better
             message = f"{type(err).__name__}: {err}"
-            run.update(status="failed", error=message)
             trial.set_user_attr("error", message)
             self.failures += 1
             if self.failures >= FAILURES_IN_A_ROW:  # failed trials do not count: without this it would never end
@@ -344,9 +330,6 @@ class _Objective:
                                     f"{message}; stopping") from err
             raise _TrialFailed(message) from err
         self.failures = 0
-        runs.finish(run, result.to_dict())
-        shutil.rmtree(run.path / "backup", ignore_errors=True)
-        plots.learning_curves({run.id: run.curves}, run.path / "curves.png", title=f"{spec.name}, {title}")
         trial.set_user_attr("epochs", result.epochs_run)
         if pruning.pruned_at:
             run.update(status="pruned")

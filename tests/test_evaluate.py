@@ -150,7 +150,7 @@ def test_the_misclassified_grid_shows_the_most_confident_mistakes_first(trained,
 
     _, run = trained
     test = data.load(str(small_fashion), splits=("test",))
-    result = evaluation.evaluate(evaluation.load_model(run.path / "model.keras"), test)
+    result = evaluation.evaluate(evaluation.load_model(run.path / "model.keras"), test, "none")
     probabilities = keras.models.load_model(run.path / "model.keras").predict(test.x_test[..., None], verbose=0)
     wrong = np.flatnonzero(probabilities.argmax(1) != test.y_test)
     confidences = probabilities[result.mistakes].max(axis=1)
