@@ -25,12 +25,18 @@ import yaml
 
 from mnistcls.errors import MnistclsError, UsageError
 from mnistcls.spec import STYLES, DataSpec, read_yaml
-from mnistcls.files import read_json, write_json, write_text
+from mnistcls.files import new_file, read_json, write_json, write_text
 
 
 def runs_dir(path=None):
     """The runs directory: `--runs-dir`, else $MNISTCLS_RUNS_DIR, else ./runs."""
     return Path(path or os.environ.get("MNISTCLS_RUNS_DIR") or "runs")
+
+
+def comparison_paths(directory=None):
+    """The PNGs of a new `runs compare`: RUNS_DIR/comparisons/<time>-curves.png and -sweep.png, never taken."""
+    prefix = runs_dir(directory) / "comparisons" / time.strftime("%Y%m%d-%H%M%S")
+    return new_file(f"{prefix}-curves.png"), new_file(f"{prefix}-sweep.png")
 
 
 @dataclass
