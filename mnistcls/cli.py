@@ -202,13 +202,11 @@ def data_list(data_dir, as_json):
     Example:
       MNISTCLS_DATA_DIR=../shared/data mnistcls data list
     """
-    from dataclasses import asdict
-
     from mnistcls import data as datasets
 
     reports = datasets.survey(data_dir=data_dir)
     if as_json:
-        report.print_json([{**asdict(r), "ready": r.ready, "missing": r.missing} for r in reports])
+        report.print_json([r.to_dict() for r in reports])
         return
     for r in reports:
         report.console.print(report.dataset_places(r))
@@ -388,8 +386,7 @@ def runs_show(ctx, reference, runs_dir, as_json):
 
     run = runs.find(reference, _group_runs_dir(ctx, runs_dir))
     if as_json:
-        report.print_json({"info": {**run.info, "status": run.status}, "spec": run.spec_data,
-                           "history": run.history, "results": runs.describe(run)})
+        report.print_json(runs.record(run))
         return
     report.console.print(report.run_info_table(run))
     report.console.print("spec.yaml", style="italic")

@@ -276,6 +276,12 @@ def describe(run):
 
 
 # `mnistcls runs --sort`: name -> (field of `describe`, whether the largest comes first)
+def record(run):
+    """Everything `runs show` says about one run, as JSON-ready data."""
+    return {"info": {**run.info, "status": run.status}, "spec": run.spec_data, "history": run.history,
+            "results": describe(run)}
+
+
 ORDERS = {"started": ("started", False), "test-acc": ("test_accuracy", True), "val-acc": ("best_val_accuracy", True),
           "params": ("params", False), "speed": ("seconds_per_epoch", False), "config": ("config", False)}
 

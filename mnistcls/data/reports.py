@@ -1,7 +1,7 @@
 """`survey`: for each built-in dataset, every place looked in and what each holds (for `mnistcls data list`)."""
 
 import enum
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from mnistcls.data.catalogue import DATASETS, FILES, IdxFile, KnownDataset
 from mnistcls.data.messages import where_to_get
@@ -49,6 +49,10 @@ class DatasetReport:
             for i, file in enumerate(FILES)
             if all(place.files[i].status == Status.MISSING for place in self.places)
         ]
+
+    def to_dict(self) -> dict:
+        """As JSON for `data list --json`: the fields, plus `ready` and `missing`."""
+        return {**asdict(self), "ready": self.ready, "missing": self.missing}
 
     @property
     def ready(self) -> bool:
