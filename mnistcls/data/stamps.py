@@ -136,9 +136,8 @@ def load_verified(known: KnownDataset, file: IdxFile, copy: Copy, stamps: Stamps
         record, raw = verify(known, file, copy, stamps)
     array = parse_idx(raw, file.kind)
     try:
-        with atomic_path(npy, make_folders=True) as tmp:
-            with tmp.open("wb") as out:
-                np.save(out, array)
+        with atomic_path(npy, make_folders=True) as tmp, tmp.open("wb") as out:
+            np.save(out, array)
         return np.load(npy, mmap_mode="r")
     except (OSError, ValueError):  # the cache is not writable: do without it
         return array
