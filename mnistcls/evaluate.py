@@ -84,10 +84,13 @@ def check_fits(model, image_shape, num_classes, dataset):
         raise UsageError(f"the model tells {gives} classes apart, but {dataset} has {num_classes}")
 
 
-def evaluate(model, dataset):
-    """Score `model` on `dataset`'s test split (a data.Dataset with x_test and y_test loaded)."""
+def evaluate(model, dataset, tta):
+    """Score `model` on `dataset`'s test split (a data.Dataset with x_test and y_test loaded).
+
+    `tta` is the run's test-time augmentation (spec.TEST_TIME_AUGMENTATIONS).
+    """
     check_fits(model, dataset.image_shape, dataset.num_classes, dataset.name)
-    outputs = model.predict(dataset.x_test[..., None], batch_size=EVAL_BATCH_SIZE, verbose=0)
+    outputs = model_outputs(model, dataset.x_test, tta)
     labels = np.asarray(dataset.y_test, dtype=np.int64)
     # The targets in the form the model's compiled loss reads: class indices or one-hot rows.
     one_hot = not isinstance(model.loss, keras.losses.SparseCategoricalCrossentropy)
@@ -100,19 +103,31 @@ def evaluate(model, dataset):
         confusion=metrics.confusion_matrix(labels, predicted, dataset.num_classes))
 
 
-def classify(model, images, top):
+def classify(model, images, top, tta):
     """The `top` most probable classes of each image, best first.
 
     Args:
         model: a saved model, as `load_model` returns it.
         images: 28x28 uint8 arrays, bright content on black (images.load_picture's model input).
         top: how many classes to give per image.
+        tta: the run's test-time augmentation (spec.TEST_TIME_AUGMENTATIONS).
 
     Returns:
         One list per image of (class index, probability) pairs.
     """
-    outputs = _probabilities(model, model.predict(np.stack(images)[..., None], batch_size=EVAL_BATCH_SIZE, verbose=0))
-    return rank(outputs, top)
+    return rank(_probabilities(model, model_outputs(model, np.stack(images), tta)), top)
+
+
+def model_outputs(model, images, tta):
+    """The model's outputs for (N, H, W) pixel arrays, under test-time augmentation `tta`.
+
+    flip averages each image's outputs with those of its left-right mirror: the
+    prediction is then the same for an image and its mirror, as a garment's class is.
+    """
+    outputs = model.predict(images[..., None], batch_size=EVAL_BATCH_SIZE, verbose=0)
+    if tta == "flip":
+        outputs = (outputs + model.predict(images[:, :, ::-1, None], batch_size=EVAL_BATCH_SIZE, verbose=0)) / 2
+    return outputs
 
 
 def rank(probabilities, top):

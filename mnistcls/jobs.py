@@ -6,6 +6,7 @@ study is found in seconds, not hours. Each run is then trained and recorded in
 turn.
 """
 
+import dataclasses
 import functools
 import hashlib
 import itertools
@@ -153,8 +154,10 @@ def _train_one(job, dataset, placement, runs_directory, quiet, on_run=None, rest
     title = f"{spec.name} on {dataset.name}  ({precision}, run {run.path})"
     try:
         with nullcontext() if quiet else report.TrainingProgress(title) as progress:
-            _, result = train.fit(spec, dataset, run.path, strategy=placement.strategy, precision=precision,
-                                  progress=progress, restart=restart)
+            model, result = train.fit(spec, dataset, run.path, strategy=placement.strategy, precision=precision,
+                                      progress=progress, restart=restart)
+        if spec.data.tta != "none":
+            result = _tested_with_tta(model, dataset, spec.data.tta, result)
     except KeyboardInterrupt:
         run.update(status="interrupted")
         raise Interrupted(f"interrupted: {run.path} keeps the last completed epoch; "
@@ -173,6 +176,15 @@ def _train_one(job, dataset, placement, runs_directory, quiet, on_run=None, rest
     if not quiet:
         report.console.print(report.results_table([row]))
     return row
+
+
+def _tested_with_tta(model, dataset, tta, result):
+    """`result` with its test figures measured under test-time augmentation `tta`, as evaluate measures them."""
+    from mnistcls import evaluate
+
+    tested = evaluate.evaluate(model, dataset, tta)
+    return dataclasses.replace(result, test_accuracy=tested.accuracy, test_loss=tested.loss,
+                               test_accuracy_without_tta=result.test_accuracy)
 
 
 # --- evaluate ---------------------------------------------------------------------------
@@ -197,7 +209,7 @@ def evaluate_runs(references, dataset, *, every=False, runs_directory=None, data
     results = []
     for run, model_path, test in zip(chosen, model_paths, (loaded[name] for name in evaluated_on)):
         try:
-            result = evaluate.evaluate(evaluate.load_model(model_path), test)
+            result = evaluate.evaluate(evaluate.load_model(model_path), test, runs.test_time_augmentation(run))
         except UsageError as err:
             raise UsageError(f"run {run.id} (trained on {run.info.get('dataset')}): {err}") from None
         results.append({"run": run.id, "config": run.info.get("config"), "trained_on": run.info.get("dataset"),
@@ -332,7 +344,7 @@ def predict_images(reference, paths, *, top, model_path=None, runs_directory=Non
         _check_input_size(f"run {run.id}'s model", model.input_shape[1:3])
         source, trained_on, style = run.id, run.info.get("dataset"), runs.picture_style(run)
         names = _class_names(run, model.output_shape[-1])
-        classify = functools.partial(evaluate.classify, model, top=top)
+        classify = functools.partial(evaluate.classify, model, top=top, tta=runs.test_time_augmentation(run))
     entries, pictures = [], []
     for path in paths:
         try:

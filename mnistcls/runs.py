@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 
 from mnistcls.errors import MnistclsError, UsageError
-from mnistcls.spec import STYLES, DataSpec, read_yaml
+from mnistcls.spec import STYLES, TEST_TIME_AUGMENTATIONS, DataSpec, read_yaml
 from mnistcls.files import new_file, read_json, write_json, write_text
 
 
@@ -104,15 +104,28 @@ class Run:
 
 def picture_style(run):
     """The style (spec.STYLES) the run's training images were prepared in: its spec's data.style, else its dataset's."""
-    recorded = run.spec_data
-    section = recorded.get("data") if isinstance(recorded, dict) else None
-    section = section if isinstance(section, dict) else {}
-    style = DataSpec(dataset=run.info.get("dataset") or section.get("dataset"),
-                     style=section.get("style", "auto")).picture_style()
+    style = _data_spec(run).picture_style()
     if style not in STYLES:
         raise UsageError(f"run {run.id}: its spec.yaml names an unknown data.style {style!r}; "
                          f"the run folder is damaged")
     return style
+
+
+def test_time_augmentation(run):
+    """The run's data.tta (spec.TEST_TIME_AUGMENTATIONS): how its model is asked at test time."""
+    tta = _data_spec(run).tta
+    if tta not in TEST_TIME_AUGMENTATIONS:
+        raise UsageError(f"run {run.id}: its spec.yaml names an unknown data.tta {tta!r}; the run folder is damaged")
+    return tta
+
+
+def _data_spec(run):
+    """The data section of the run's spec.yaml (runs from before a field existed get its default)."""
+    recorded = run.spec_data
+    section = recorded.get("data") if isinstance(recorded, dict) else None
+    section = section if isinstance(section, dict) else {}
+    return DataSpec(dataset=run.info.get("dataset") or section.get("dataset"),
+                    **{key: section[key] for key in ("style", "tta") if key in section})
 
 
 def create(directory, spec, dataset, environment, started=None):
@@ -170,6 +183,9 @@ def check_resumable(run):
         raise UsageError(f"run {run.id} has already finished; there is nothing to resume")
     if run.status == "running":
         raise UsageError(f"run {run.id} is still running (process {run.info.get('pid')})")
+    if run.status == "diverged":  # its model.keras holds the weights that stopped being numbers
+        raise UsageError(f"run {run.id} diverged ({run.info.get('error', 'its loss became NaN')}); resuming would "
+                         "continue from broken weights: train it again with a lower learning rate")
 
 
 def finish(run, metrics):

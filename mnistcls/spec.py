@@ -48,6 +48,7 @@ MONITORED = ("val_loss", "val_accuracy", "loss", "accuracy")  # what training lo
 LOSSES = ("categorical_crossentropy", "sparse_categorical_crossentropy")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 PREPROCESSING = ("scale", "standardize")
+TEST_TIME_AUGMENTATIONS = ("none", "flip")
 
 # How each picture `predict` is given is prepared, as the training images of a dataset were:
 STYLES = {
@@ -143,6 +144,11 @@ class DataSpec:
     style: str = field(default="auto", metadata=_doc(
         "how predict prepares a picture: " + "; ".join(f"{k}: {v}" for k, v in STYLES.items())
         + "; auto: the built-in dataset's own, mnist for a folder", lambda v: _one_of(v, ("auto", *STYLES))))
+
+    tta: str = field(default="none", metadata=_doc(
+        "test-time augmentation, used by the final test, evaluate and predict: none, or flip (average each "
+        "image's prediction with its left-right mirror's: for garments, not for digits)",
+        lambda v: _one_of(v, TEST_TIME_AUGMENTATIONS)))
 
     def picture_style(self):
         """The STYLES entry pictures are prepared in for a model trained on this data."""

@@ -47,6 +47,7 @@ class TrainResult:
     epochs_run: int
     seconds_per_epoch: float  # median over the epochs of this process
     params: int
+    test_accuracy_without_tta: float | None = None  # set when the spec's data.tta made test_accuracy
 
     def to_dict(self):
         return asdict(self)

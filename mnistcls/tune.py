@@ -445,7 +445,8 @@ def _test_once(run, dataset):
     if metrics.get("test_accuracy") is None:
         from mnistcls import evaluate
 
-        evaluation = evaluate.evaluate(evaluate.load_model(run.path / "model.keras"), dataset)
+        evaluation = evaluate.evaluate(evaluate.load_model(run.path / "model.keras"), dataset,
+                                       runs.test_time_augmentation(run))
         metrics = {**metrics, "test_accuracy": evaluation.accuracy, "test_loss": evaluation.loss}
         write_json(run.path / "metrics.json", metrics)
     return {"test_accuracy": metrics["test_accuracy"], "test_loss": metrics["test_loss"]}

@@ -156,3 +156,28 @@ def test_the_misclassified_grid_shows_the_most_confident_mistakes_first(trained,
     confidences = probabilities[result.mistakes].max(axis=1)
     assert sorted(result.mistakes) == list(wrong) and len(wrong) > 1
     assert np.all(np.diff(confidences) <= 1e-6) and confidences[0] == pytest.approx(probabilities[wrong].max())
+
+
+def test_flip_test_time_augmentation_is_recorded_reproduced_and_mirror_invariant(small_fashion, tmp_path):
+    import dataclasses
+
+    from conftest import TINY_SPEC
+    from mnistcls import evaluate as evaluation
+
+    result = CliRunner().invoke(cli, ["train", "-c", TINY_SPEC, "-d", str(small_fashion), "--epochs", "1",
+                                      "--set", "data.tta=flip", "--runs-dir", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    [row] = json.loads(result.stdout)
+    assert 0 < row["test_accuracy"] <= 1 and 0 < row["test_accuracy_without_tta"] <= 1
+
+    # `evaluate` asks the saved model the same way: it reproduces the recorded (flip-averaged) figures.
+    (report,) = json.loads(evaluate("--run", row["run"], "--runs-dir", str(tmp_path), "--json").stdout)
+    assert report["test_accuracy"] == row["test_accuracy"]
+    assert report["test_loss"] == pytest.approx(row["test_loss"], rel=1e-5)
+
+    # Averaging over an image and its mirror gives a mirrored image the same prediction.
+    model = evaluation.load_model(tmp_path / row["run"] / "model.keras")
+    test = data.load(str(small_fashion), splits=("test",))
+    mirrored = dataclasses.replace(test, x_test=np.ascontiguousarray(test.x_test[:, :, ::-1]))
+    np.testing.assert_array_equal(evaluation.evaluate(model, mirrored, "flip").predicted,
+                                  evaluation.evaluate(model, test, "flip").predicted)

@@ -107,6 +107,9 @@ def test_a_diverging_run_stops_is_recorded_as_diverged_and_exits_1(small_fashion
     shown = invoke("runs", "show", run.id, "--runs-dir", str(tmp_path), "--json")
     assert strict_json(shown.stdout)["history"][-1]["loss"] is None  # NaN is written as null
 
+    resumed = invoke("train", "--resume", run.id, "--runs-dir", str(tmp_path))
+    assert resumed.exit_code == 2 and "continue from broken weights" in resumed.output
+
 
 def test_json_output_writes_nan_and_infinity_as_null(capsys):
     report.print_json({"loss": float("nan"), "rows": [float("inf"), 1.5, (float("-inf"), "x")]})
