@@ -117,9 +117,9 @@ def summarize(model, name, description=""):
     for layer in model.layers[1:]:  # layers[0] is the Input
         rows.append(LayerRow(layer.name, type(layer).__name__, tuple(layer.output.shape),
                              layer.count_params(), _macs(layer)))
-    trainable = sum(int(w.numpy().size) for w in model.trainable_weights)
-    non_trainable = sum(int(w.numpy().size) for w in model.non_trainable_weights)
-    return ModelSummary(name, description, rows, trainable + non_trainable, trainable, non_trainable)
+    total = model.count_params()
+    trainable = sum(_size(weight) for weight in model.trainable_weights)  # Keras counts it so, privately
+    return ModelSummary(name, description, rows, total, trainable, total - trainable)
 
 
 def _preprocessing(kind, pixel_stats, dtype):

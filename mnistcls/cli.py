@@ -6,15 +6,15 @@ runs, and hands the results to `report`. Errors a user can fix are
 job, 2 for bad input, 130 when interrupted); they never show a traceback.
 """
 
-import itertools
-import time
 from pathlib import Path
 
 import click
 
 from mnistcls import __version__, report
 from mnistcls.errors import MnistclsError, UsageError
+from mnistcls.files import new_file
 from mnistcls.runs import ORDERS as RUN_ORDERS
+from mnistcls.shorthands import SHORTHANDS, as_overrides
 from mnistcls.spec import PRECISIONS
 
 
@@ -56,8 +56,13 @@ def data_options(command):
                              "default: $MNISTCLS_DATA_DIR, which this replaces.")(command)
 
 
-precision_option = click.option("--precision", type=click.Choice(PRECISIONS),
-                                help="Same as --set train.precision=P (default: the spec's, auto).")
+def shorthand_option(name, type, metavar, note=""):
+    """--NAME, short for `--set FIELD=VALUE` (shorthands.SHORTHANDS says which field)."""
+    return click.option(f"--{name.replace('_', '-')}", name, type=type,
+                        help=f"Same as --set {SHORTHANDS[name]}={metavar}{note}.")
+
+
+precision_option = shorthand_option("precision", click.Choice(PRECISIONS), "P", " (default: the spec's, auto)")
 
 device_option = click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default="auto",
                              show_default=True, help="auto uses the GPUs when there are any.")
@@ -123,10 +128,10 @@ def summary(ctx, configs, overrides, as_json):
 @config_option(required=False)
 @click.option("--dataset", "-d", "datasets", multiple=True, metavar="NAME",
               help="mnist, fashion, or a folder of IDX files (default: the spec's). Repeatable.")
-@click.option("--epochs", type=click.IntRange(1), help="Same as --set train.epochs=N.")
-@click.option("--batch-size", type=click.IntRange(1), help="Same as --set train.batch_size=N.")
-@click.option("--lr", type=float, help="Same as --set train.optimizer.learning_rate=X.")
-@click.option("--seed", type=click.IntRange(0), help="Same as --set train.seed=N.")
+@shorthand_option("epochs", click.IntRange(1), "N")
+@shorthand_option("batch_size", click.IntRange(1), "N")
+@shorthand_option("lr", float, "X")
+@shorthand_option("seed", click.IntRange(0), "N")
 @precision_option
 @set_option
 @device_option
@@ -160,9 +165,7 @@ def train(ctx, configs, datasets, epochs, batch_size, lr, seed, precision, overr
         raise UsageError("give a spec with --config (e.g. --config cnn_relu.yaml), or --resume RUN")
     if restart and not resume:
         raise UsageError("--restart trains a run again from its first epoch: name the run with --resume RUN")
-    shorthands = {"train.epochs": epochs, "train.batch_size": batch_size,
-                  "train.optimizer.learning_rate": lr, "train.seed": seed, "train.precision": precision}
-    overrides = [f"{k}={v}" for k, v in shorthands.items() if v is not None] + list(overrides)
+    overrides = as_overrides(overrides, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, precision=precision)
     if resume and (configs or datasets or overrides):
         raise UsageError("--resume continues a run as it was planned: leave out --config, --dataset and "
                          "every option that changes the spec")
@@ -205,13 +208,11 @@ def data_list(data_dir, as_json):
     Example:
       MNISTCLS_DATA_DIR=../shared/data mnistcls data list
     """
-    from dataclasses import asdict
-
     from mnistcls import data as datasets
 
     reports = datasets.survey(data_dir=data_dir)
     if as_json:
-        report.print_json([{**asdict(r), "ready": r.ready, "missing": r.missing} for r in reports])
+        report.print_json([r.to_dict() for r in reports])
         return
     for r in reports:
         report.console.print(report.dataset_places(r))
@@ -256,17 +257,8 @@ def data_show(dataset, split, count, seed, out, data_dir, offline):
     from mnistcls import jobs
 
     path = jobs.show_samples(dataset, split, count, seed, data_dir=data_dir, offline=offline,
-                             path=Path(out) if out else None, new_file=_new_file)
+                             path=Path(out) if out else None, new_file=new_file)
     report.console.print(str(path), markup=False)
-
-
-def _new_file(name):
-    """The path `name` (relative: in the current folder), or name-2, name-3... so nothing existing is overwritten."""
-    path = first = Path(name)
-    for n in itertools.count(2):
-        if not path.exists():
-            return path
-        path = first.with_name(f"{first.stem}-{n}{first.suffix}")
 
 
 @cli.command()
@@ -374,10 +366,9 @@ def runs_compare(ctx, references, runs_dir, as_json):
     if len(references) < 2:
         raise UsageError("give at least two runs to compare")
     runs_dir = _group_runs_dir(ctx, runs_dir)
-    prefix = runs.runs_dir(runs_dir) / "comparisons" / time.strftime("%Y%m%d-%H%M%S")
-    comparison = jobs.compare_runs(references, runs_directory=runs_dir,
-                                   curves_path=_new_file(f"{prefix}-curves.png"),
-                                   sweep_path=_new_file(f"{prefix}-sweep.png"))
+    curves_path, sweep_path = runs.comparison_paths(runs_dir)
+    comparison = jobs.compare_runs(references, runs_directory=runs_dir, curves_path=curves_path,
+                                   sweep_path=sweep_path)
     if as_json:
         report.print_json(comparison)
         return
@@ -401,8 +392,7 @@ def runs_show(ctx, reference, runs_dir, as_json):
 
     run = runs.find(reference, _group_runs_dir(ctx, runs_dir))
     if as_json:
-        report.print_json({"info": {**run.info, "status": run.status}, "spec": run.spec_data,
-                           "history": run.history, "results": runs.describe(run)})
+        report.print_json(runs.record(run))
         return
     report.console.print(report.run_info_table(run))
     report.console.print("spec.yaml", style="italic")
@@ -446,7 +436,7 @@ def predict(ctx, reference, model_path, paths, show, top, runs_dir, as_json):
         raise UsageError("give either --run RUN or --model PATH (an exported model)")
     _tensorflow(ctx)
     prediction = jobs.predict_images(reference, paths, model_path=model_path, runs_directory=runs_dir, top=top,
-                                     show_path=_new_file("predict-inputs.png") if show else None)
+                                     show_path=new_file("predict-inputs.png") if show else None)
     failed = [entry for entry in prediction["images"] if "error" in entry]
     if as_json:
         report.print_json(prediction)
@@ -532,7 +522,7 @@ def bench(ctx, configs, overrides, precision, device, steps, as_json):
     from mnistcls import jobs
 
     _tensorflow(ctx)
-    overrides = [*overrides, *([f"train.precision={precision}"] if precision else [])]
+    overrides = as_overrides(overrides, precision=precision)
     speeds, device_words = jobs.bench_all(configs or ["cnn_relu.yaml"], overrides, device=device, steps=steps)
     if as_json:
         report.print_json([s.to_dict() for s in speeds])
@@ -581,7 +571,7 @@ def study(ctx, name, epochs, datasets, dry_run, device, runs_dir, data_dir, offl
             report.console.print(report.study_plan_table(plan))
         return
     result = studies.run_study(name, epochs=epochs, datasets=datasets, runs_directory=runs_dir, data_dir=data_dir,
-                               offline=offline, device=device, quiet=as_json, new_file=_new_file)
+                               offline=offline, device=device, quiet=as_json, new_file=new_file)
     if as_json:
         report.print_json(result)
         return
@@ -620,7 +610,7 @@ def study(ctx, name, epochs, datasets, dry_run, device, runs_dir, data_dir, offl
               help="Where the study lives: a database URL (sqlite:///f.db, postgresql://user:pw@host/db) or a "
                    "journal file path. Default: studies.db in the runs directory.")
 @click.option("--dataset", "-d", metavar="NAME", help="mnist, fashion, or a folder of IDX files (default: the spec's).")
-@click.option("--epochs", type=click.IntRange(1), help="Same as --set train.epochs=N (every trial).")
+@shorthand_option("epochs", click.IntRange(1), "N", " (every trial)")
 @set_option
 @device_option
 @runs_dir_option
@@ -651,7 +641,7 @@ def tune(ctx, configs, space_file, search, trials, timeout, sampler, sampler_see
     _tensorflow(ctx)
     from mnistcls import tune as tuning
 
-    overrides = [*([f"train.epochs={epochs}"] if epochs else []), *overrides]
+    overrides = as_overrides(overrides, epochs=epochs)
     study = tuning.tune(configs[0] if configs else None, space_file=space_file, search=search, overrides=overrides,
                         dataset=dataset, trials=trials, timeout=timeout, sampler=sampler,
                         sampler_seed=sampler_seed, pruner=pruner,

@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn,
+                           TransferSpeedColumn)
 from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
@@ -203,9 +204,9 @@ class DownloadProgress:
     """A progress bar per downloaded file; called as progress(description, done_bytes, total_bytes)."""
 
     def __init__(self, out=None):
-        self.progress = Progress(TextColumn("{task.description}", markup=False), BarColumn(),
-                                 TextColumn("{task.fields[size]}"),
-                                 TimeRemainingColumn(), console=out or err_console, transient=False)
+        self.progress = Progress(TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(),
+                                 TransferSpeedColumn(), TimeRemainingColumn(), console=out or err_console,
+                                 transient=False)
         self.tasks = {}
 
     def __enter__(self):
@@ -217,9 +218,8 @@ class DownloadProgress:
 
     def __call__(self, description, done, total):
         if description not in self.tasks:
-            self.tasks[description] = self.progress.add_task(description, total=total, size="")
-        size = f"{done / 1e6:.1f}/{total / 1e6:.1f} MB" if total else f"{done / 1e6:.1f} MB"
-        self.progress.update(self.tasks[description], completed=done, total=total, size=size)
+            self.tasks[description] = self.progress.add_task(description, total=total)
+        self.progress.update(self.tasks[description], completed=done, total=total)
 
 
 # --- data ----------------------------------------------------------------------------

@@ -25,12 +25,18 @@ import yaml
 
 from mnistcls.errors import MnistclsError, UsageError
 from mnistcls.spec import STYLES, TEST_TIME_AUGMENTATIONS, DataSpec, read_yaml
-from mnistcls.files import read_json, write_json, write_text
+from mnistcls.files import new_file, read_json, write_json, write_text
 
 
 def runs_dir(path=None):
     """The runs directory: `--runs-dir`, else $MNISTCLS_RUNS_DIR, else ./runs."""
     return Path(path or os.environ.get("MNISTCLS_RUNS_DIR") or "runs")
+
+
+def comparison_paths(directory=None):
+    """The PNGs of a new `runs compare`: RUNS_DIR/comparisons/<time>-curves.png and -sweep.png, never taken."""
+    prefix = runs_dir(directory) / "comparisons" / time.strftime("%Y%m%d-%H%M%S")
+    return new_file(f"{prefix}-curves.png"), new_file(f"{prefix}-sweep.png")
 
 
 @dataclass
@@ -286,6 +292,12 @@ def describe(run):
 
 
 # `mnistcls runs --sort`: name -> (field of `describe`, whether the largest comes first)
+def record(run):
+    """Everything `runs show` says about one run, as JSON-ready data."""
+    return {"info": {**run.info, "status": run.status}, "spec": run.spec_data, "history": run.history,
+            "results": describe(run)}
+
+
 ORDERS = {"started": ("started", False), "test-acc": ("test_accuracy", True), "val-acc": ("best_val_accuracy", True),
           "params": ("params", False), "speed": ("seconds_per_epoch", False), "config": ("config", False)}
 

@@ -45,7 +45,7 @@ from optuna.trial import TrialState
 from mnistcls import jobs, layers, plots, report, runs, runtime, search as spaces, spec as specs
 from mnistcls.build import build_model
 from mnistcls.errors import Diverged, Interrupted, MnistclsError, SpecError, UsageError
-from mnistcls.files import write_json, write_text
+from mnistcls.files import numbered, write_json, write_text
 
 HOLD_OUT = 0.2  # fraction of the training set validated on when the spec validates on the test set
 STORAGE_FILE = "studies.db"  # the default SQLite storage, in the runs directory
@@ -437,11 +437,9 @@ def _test_once(run, dataset):
 
 def _write_new(path, text):
     """Write `text` to `path`, or to path-2, path-3... : never over another file; the same text is kept as is."""
-    candidate, n = Path(path), 2
-    while candidate.exists():
-        if candidate.read_text(encoding="utf-8") == text:
-            return candidate
-        candidate, n = path.with_name(f"{path.stem}-{n}{path.suffix}"), n + 1
+    candidate = next(c for c in numbered(path) if not c.exists() or c.read_text(encoding="utf-8") == text)
+    if candidate.exists():
+        return candidate
     candidate.parent.mkdir(parents=True, exist_ok=True)
     write_text(candidate, text)
     return candidate

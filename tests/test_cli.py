@@ -115,3 +115,13 @@ def test_data_and_runs_commands_do_not_import_tensorflow(tmp_path):
             f"r2 = CliRunner().invoke(cli, ['data', 'list', '--data-dir', {str(tmp_path)!r}]); "
             "print(r1.exit_code, r2.exit_code, 'tensorflow' in sys.modules, 'keras' in sys.modules)")
     assert _python(code).split() == ["0", "0", "False", "False"]
+
+
+def test_a_shorthand_option_is_the_set_it_stands_for_and_an_explicit_set_wins():
+    from conftest import TINY_SPEC
+    from mnistcls.shorthands import as_overrides
+    from mnistcls.spec import load_spec
+
+    spec = load_spec(TINY_SPEC, as_overrides([], epochs=2, lr=0.5, seed=None))
+    assert (spec.train.epochs, spec.train.optimizer.learning_rate) == (2, 0.5)
+    assert load_spec(TINY_SPEC, as_overrides(["train.epochs=3"], epochs=2)).train.epochs == 3

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from mnistcls import data
+from mnistcls.data.idx import idx_bytes
 from mnistcls.errors import DataError, UsageError
 
 FASHION_CLASSES = [
@@ -343,7 +344,7 @@ def test_survey_reports_each_place_and_file(monkeypatch, shared_data_dir):
 
 
 def _plain(array):
-    return data._idx_bytes(array)
+    return idx_bytes(array)
 
 
 @pytest.mark.parametrize(

@@ -271,3 +271,14 @@ def test_a_study_killed_mid_trial_is_completed_by_running_tune_again(small_fashi
     assert lost["state"] == "fail" and "run again as trial" in lost["note"]
     again = next(t for t in study["trials"] if t["number"] == int(lost["note"].rsplit(" ", 1)[1]))
     assert again["state"] == "complete" and again["params"] == lost["params"]
+
+
+def test_a_changed_best_spec_goes_to_a_new_file_and_the_same_one_is_kept(tmp_path):
+    from mnistcls.tune import _write_new
+
+    first = _write_new(tmp_path / "studies" / "s" / "best.yaml", "a: 1\n")
+    assert first == tmp_path / "studies" / "s" / "best.yaml"
+    assert _write_new(first, "a: 1\n") == first  # the same best: no new file
+    second = _write_new(first, "a: 2\n")
+    assert second.name == "best-2.yaml" and first.read_text() == "a: 1\n" and second.read_text() == "a: 2\n"
+    assert _write_new(first, "a: 2\n") == second
