@@ -124,9 +124,14 @@ def model_outputs(model, images, tta):
     flip averages each image's outputs with those of its left-right mirror: the
     prediction is then the same for an image and its mirror, as a garment's class is.
     """
-    outputs = model.predict(images[..., None], batch_size=EVAL_BATCH_SIZE, verbose=0)
+    return with_tta(lambda pixels: model.predict(pixels[..., None], batch_size=EVAL_BATCH_SIZE, verbose=0), images, tta)
+
+
+def with_tta(predict, images, tta):
+    """`predict(images)` (any runtime's, on (N, H, W) pixels) under test-time augmentation `tta`."""
+    outputs = predict(images)
     if tta == "flip":
-        outputs = (outputs + model.predict(images[:, :, ::-1, None], batch_size=EVAL_BATCH_SIZE, verbose=0)) / 2
+        outputs = (outputs + predict(np.ascontiguousarray(images[:, :, ::-1]))) / 2
     return outputs
 
 

@@ -492,6 +492,8 @@ def _write_card(path, fmt, quantization, run, dataset, runner, checked, keras_ac
         "output": {**runner.output, "meaning": "probability of each class, in label order"},
         # How a photo must be prepared before any artefact sees it: as `mnistcls predict` does.
         "photo_preparation": {"style": style, "how": STYLES[style], "reference": "mnistcls.images.load_picture"},
+        # The run's test figures average each picture with its mirror under `flip`; predict --model does too.
+        "test_time_augmentation": runs.test_time_augmentation(run),
         "training": {"spec": run.spec_data, "dataset": info.get("dataset"), "data": info.get("data"),
                      "precision": info.get("precision"), "trained_versions": info.get("versions")},
         "test_accuracy": {"this_file": checked.test_accuracy, "keras_model": keras_accuracy,

@@ -403,13 +403,20 @@ def _artefact_classifier(path, top):
     runner, card = export.open_artefact(path)
     _check_input_size(str(path), next(iter(runner.input.values()))["shape"][1:3])
     count = runner.output["shape"][-1]
-    names = [entry.get("name") for entry in card.get("classes", [])]
+
+    def entry(key, kind, default):  # a card is a file a user may have edited
+        value = card.get(key) if isinstance(card, dict) else None
+        return value if isinstance(value, kind) else default
+
+    names = [c.get("name") for c in entry("classes", list, []) if isinstance(c, dict)]
     names = names if len(names) == count else [str(label) for label in range(count)]
-    style = card.get("photo_preparation", {}).get("style", "mnist")
-    if style not in specs.STYLES:
-        raise UsageError(f"{path}: its model card names an unknown picture style {style!r}")
-    return (card.get("run") or str(path), card.get("training", {}).get("dataset"), style, names,
-            lambda pictures: evaluate.rank(runner.predict(np.stack(pictures)), top))
+    style = entry("photo_preparation", dict, {}).get("style", "mnist")
+    tta = entry("test_time_augmentation", str, "none")
+    if style not in specs.STYLES or tta not in specs.TEST_TIME_AUGMENTATIONS:
+        raise UsageError(f"{path}: its model card names an unknown picture style {style!r} or test-time "
+                         f"augmentation {tta!r}; export the run again")
+    return (entry("run", str, str(path)), entry("training", dict, {}).get("dataset"), style, names,
+            lambda pictures: evaluate.rank(evaluate.with_tta(runner.predict, np.stack(pictures), tta), top))
 
 
 def _check_input_size(what, size):

@@ -2,6 +2,7 @@
 compared with the Keras model of a tiny run trained once on a slice of real Fashion-MNIST."""
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -107,7 +108,7 @@ def test_each_artefact_has_a_model_card(exported, small_fashion):
     names = (small_fashion / "classes.txt").read_text().splitlines()
     assert [c["name"] for c in card["classes"]] == names and [c["label"] for c in card["classes"]] == list(range(10))
     assert card["input"]["dtype"] == "uint8" and card["input"]["shape"] == [None, 28, 28, 1]
-    assert card["photo_preparation"]["style"] == "mnist"
+    assert card["photo_preparation"]["style"] == "mnist" and card["test_time_augmentation"] == "none"
     assert card["training"]["spec"]["name"] == "tiny_cnn" and card["training"]["data"]["source"]
     assert card["test_accuracy"]["keras_model"] == pytest.approx(np.mean(keras_top1(model, dataset) == dataset.y_test))
     assert {"mnistcls", "tensorflow", "keras", "ai-edge-litert"} <= set(card["versions"])
@@ -216,3 +217,17 @@ def test_augmentation_layers_are_left_out_and_logits_become_probabilities(small_
     for outputs in (tflite_outputs(tmp_path / "out" / "model.tflite", images),
                     onnx.run(None, {onnx.get_inputs()[0].name: images})[0]):
         assert outputs.min() >= 0 and np.allclose(outputs.sum(axis=1), 1, atol=1e-5)  # probabilities, not logits
+
+
+def test_a_hand_edited_model_card_is_one_line_not_a_traceback(exported, tmp_path):
+    out = exported[0]
+    copy = tmp_path / "model.tflite"
+    shutil.copy(out / "model.tflite", copy)
+    card = json.loads((out / "model.tflite.card.json").read_text())
+    (tmp_path / "model.tflite.card.json").write_text(json.dumps({**card, "photo_preparation": ["mnist"],
+                                                                 "test_time_augmentation": "rotate"}))
+    picture = tmp_path / "item.png"
+    Image.fromarray(np.full((28, 28), 255, np.uint8)).save(picture)
+    result = CliRunner().invoke(cli, ["predict", "--model", str(copy), str(picture)])
+    assert result.exit_code == 2 and "test-time augmentation 'rotate'" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
