@@ -304,7 +304,7 @@ class EpochRecorder(keras.callbacks.Callback):
         write_json(self.run_dir / "history.json", self.history)
         _write_csv(self.run_dir / "history.csv", self.history)
         model_path = self.run_dir / "model.keras"
-        if model_path.exists():
+        if saved_epoch(model_path) is not None:  # never a damaged model.keras over the good previous copy
             _keep_previous(model_path, self.run_dir / PREVIOUS_MODEL)
         save_model(self.model, model_path, epoch=len(self.history))
 

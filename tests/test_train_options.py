@@ -78,7 +78,8 @@ def test_a_logits_model_predicts_probabilities(trained, tmp_path):
     (entry,) = predicted["images"]
 
     model = keras.models.load_model(trained.path / "model.keras")
-    _, inputs = images.load_picture(tmp_path / "shape.png", predicted["style"])
+    assert predicted["style"] == "mnist"  # a folder of IDX files, with no data.style: MNIST's preparation
+    _, inputs = images.load_picture(tmp_path / "shape.png", "mnist")
     logits = model.predict(inputs[None, ..., None], verbose=0)[0]
     probabilities = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
     assert [c["label"] for c in entry["top"]] == list(np.argsort(-probabilities)[:3])
