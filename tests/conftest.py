@@ -73,16 +73,37 @@ TINY_SPEC = str(Path(__file__).parent / "specs" / "tiny_cnn.yaml")
 @pytest.fixture(scope="session")
 def tiny_run(small_fashion, tmp_path_factory):
     """(runs directory, run id): one epoch of the tiny CNN on small_fashion, trained once per session."""
+    runs_dir = tmp_path_factory.mktemp("runs")
+    return runs_dir, train_tiny(small_fashion, runs_dir, "--epochs", "1")
+
+
+def train_tiny(dataset_dir, runs_dir, *args):
+    """The id of the run one `mnistcls train` of the tiny spec on `dataset_dir` makes (for shared fixtures)."""
     import json
 
     from click.testing import CliRunner
 
     from mnistcls.cli import cli
 
-    runs_dir = tmp_path_factory.mktemp("runs")
     with pytest.MonkeyPatch.context() as env:
         env.setenv("MNISTCLS_OFFLINE", "1")
-        result = CliRunner().invoke(cli, ["train", "-c", TINY_SPEC, "-d", str(small_fashion), "--epochs", "1",
+        result = CliRunner().invoke(cli, ["train", "-c", TINY_SPEC, "-d", str(dataset_dir), *args,
                                           "--runs-dir", str(runs_dir), "--json"])
     assert result.exit_code == 0, result.output
-    return runs_dir, json.loads(result.stdout)[0]["run"]
+    return json.loads(result.stdout)[0]["run"]
+
+
+def wait_for_epochs(runs_dir, count, process, timeout=120):
+    """The first run in `runs_dir` once it has `count` epochs, while `process` (training it) is alive."""
+    import time
+
+    from mnistcls import runs
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = runs.all_runs(runs_dir)
+        if found and len(found[0].history) >= count:
+            return found[0]
+        assert process.poll() is None, process.stdout.read()
+        time.sleep(0.05)
+    raise AssertionError(f"no run in {runs_dir} reached epoch {count} in time")

@@ -1,12 +1,11 @@
 """Resuming from damaged run folders: what is mended, what is refused, and --restart."""
 
-import json
 import shutil
 
 import pytest
 from click.testing import CliRunner
 
-from conftest import TINY_SPEC
+from conftest import TINY_SPEC, train_tiny
 from mnistcls import runs
 from mnistcls.cli import cli
 from mnistcls.errors import MnistclsError
@@ -16,12 +15,7 @@ from mnistcls.errors import MnistclsError
 def stopped_run(small_fashion, tiny_run, tmp_path_factory):
     """A run stopped after 2 of its 3 planned epochs, with the copy of epoch 1 a cluster keeps."""
     runs_dir = tmp_path_factory.mktemp("runs")
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("MNISTCLS_OFFLINE", "1")
-        result = CliRunner().invoke(cli, ["train", "-c", TINY_SPEC, "-d", str(small_fashion), "--epochs", "2",
-                                          "--runs-dir", str(runs_dir), "--json"])
-    assert result.exit_code == 0, result.output
-    run = runs.find(json.loads(result.stdout)[0]["run"], runs_dir)
+    run = runs.find(train_tiny(small_fashion, runs_dir, "--epochs", "2"), runs_dir)
     spec = run.path / "spec.yaml"
     spec.write_text(spec.read_text().replace("epochs: 2", "epochs: 3"))
     (run.path / "metrics.json").unlink()

@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,8 @@ from click.testing import CliRunner
 
 from mnistcls import runs, spec as specs, study
 from mnistcls.cli import cli
+
+from conftest import wait_for_epochs
 
 STUDIES = Path(__file__).parent / "specs" / "studies"
 TINY_STUDY = str(STUDIES / "tiny.yaml")
@@ -47,22 +48,11 @@ def test_the_dry_run_trains_nothing_and_a_narrowed_pass_has_its_own_folder(small
     assert json.loads(whole.stdout)["folder"] != plan["folder"]
 
 
-def _wait_for_epochs(runs_dir, count, process, timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = runs.all_runs(runs_dir)
-        if found and len(found[0].history) >= count:
-            return found[0]
-        assert process.poll() is None, process.stdout.read()
-        time.sleep(0.05)
-    raise AssertionError("the study did not reach the epoch in time")
-
-
 def test_a_study_runs_resumes_a_killed_run_and_then_skips_what_finished(small_fashion, tmp_path):
     args = [TINY_STUDY, "-d", str(small_fashion), "--epochs", "8", "--runs-dir", str(tmp_path)]
     process = subprocess.Popen([sys.executable, "-m", "mnistcls", "study", *args], env=os.environ,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    killed = _wait_for_epochs(tmp_path, 2, process)
+    killed = wait_for_epochs(tmp_path, 2, process)
     process.send_signal(signal.SIGKILL)
     process.communicate(timeout=60)
     assert killed.status == "killed" and len(killed.history) < 8

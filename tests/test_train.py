@@ -5,13 +5,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import TINY_SPEC
+from conftest import TINY_SPEC, wait_for_epochs
 from mnistcls import runs
 from mnistcls.cli import cli
 
@@ -123,22 +122,11 @@ def _start(args, runs_dir):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def _wait_for_epochs(runs_dir, count, process, timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = runs.all_runs(runs_dir)
-        if found and len(found[0].history) >= count:
-            return found[0]
-        assert process.poll() is None, process.stdout.read()
-        time.sleep(0.05)
-    raise AssertionError("training did not reach the epoch in time")
-
-
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill-9"])
 def test_an_interrupted_run_resumes_to_the_same_result(small_fashion, tmp_path, how):
     args = ["-c", TINY_SPEC, "-d", str(small_fashion), "--epochs", "12", "--seed", "3"]
     process = _start(args, tmp_path / "cut")
-    run = _wait_for_epochs(tmp_path / "cut", 3, process)
+    run = wait_for_epochs(tmp_path / "cut", 3, process)
     process.send_signal(how)
     output, _ = process.communicate(timeout=60)
     if how == signal.SIGINT:

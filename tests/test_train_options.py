@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image, ImageDraw
 
-from conftest import TINY_SPEC
+from conftest import train_tiny
 from mnistcls import runs
 from mnistcls.cli import cli
 
@@ -24,12 +24,7 @@ OPTIONS = [
 @pytest.fixture(scope="module")
 def trained(small_fashion, tmp_path_factory):
     runs_dir = tmp_path_factory.mktemp("runs")
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("MNISTCLS_OFFLINE", "1")
-        result = CliRunner().invoke(cli, ["train", "-c", TINY_SPEC, "-d", str(small_fashion), "--epochs", "5",
-                                          *OPTIONS, "--runs-dir", str(runs_dir), "--json"])
-    assert result.exit_code == 0, result.output
-    return runs.find(json.loads(result.stdout)[0]["run"], runs_dir)
+    return runs.find(train_tiny(small_fashion, runs_dir, "--epochs", "5", *OPTIONS), runs_dir)
 
 
 def test_early_stopping_ends_the_run_and_restores_the_best_epoch(trained, small_fashion):
