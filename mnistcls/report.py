@@ -40,13 +40,17 @@ def table(title, columns, rows, caption=None):
     """A table whose numeric columns (names ending in '>') are right-aligned; every cell is `plain`."""
     t = Table(title=plain(title), caption=None if caption is None else plain(caption), title_justify="left",
               caption_justify="left")
+    rows = [[plain(v) for v in row] for row in rows]
     for i, col in enumerate(columns):
         numeric = col.endswith(">")
-        # Only free text may wrap: names and numbers stay on one line so rows stay readable.
-        t.add_column(plain(col[:-1] if numeric else col), justify="right" if numeric else "left",
-                     no_wrap=numeric or i == 0, min_width=None if numeric else 12, overflow="fold")
+        name = col[:-1] if numeric else col
+        # A number is never cut or wrapped: its column is at least as wide as its widest cell and
+        # its header's longest word (the header wraps between words). Text (run ids too) folds.
+        widest = max([len(word) for word in name.split()] + [row[i].cell_len for row in rows if i < len(row)])
+        t.add_column(plain(name), justify="right" if numeric else "left",
+                     min_width=widest if numeric else min(8, widest), overflow="fold")
     for row in rows:
-        t.add_row(*[plain(v) for v in row])
+        t.add_row(*row)
     return t
 
 

@@ -1,6 +1,7 @@
 """User text in tables and lines (names, paths, run ids) is shown as it is, `[` included: never as rich markup."""
 
 import json
+import os
 
 from click.testing import CliRunner
 
@@ -44,3 +45,19 @@ def test_every_cell_title_caption_and_line_is_plain_text_unless_styled_on_purpos
     console.print(report.files_text({"Picture": f"/tmp/{MARKUP}.png"}))
     out = console.export_text()
     assert out.count(MARKUP) == 4 and "Col [x]" in out and "[ok]" in out
+
+
+def test_numbers_are_never_cut_when_a_table_is_crowded():
+    from rich.console import Console
+
+    from mnistcls import report
+
+    row = {"run": "20261125-013942_a2_hidden128_mnist", "sweep": {"train.optimizer.learning_rate": "0.0316"},
+           "test_accuracy": 0.8588, "test_loss": 0.63, "best_val_accuracy": 0.8588, "best_epoch": 1,
+           "epochs_run": 1, "seconds_per_epoch": 2.2, "params": 101770, "validation": "test"}
+    console = Console(width=120, record=True, file=open(os.devnull, "w"))
+    console.print(report.results_table([row]))
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 120
+    for number in ("85.88%", "0.6300", "2.2", "101,770", "0.0316"):
+        assert number in text  # whole, on one line: the run id folds instead
