@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from mnistcls import train
+from mnistcls import pipeline, train
 from mnistcls.data import Dataset
 
 TRAIN_IMAGES, TEST_IMAGES = 60_000, 10_000  # MNIST's and Fashion-MNIST's split sizes
@@ -51,15 +51,15 @@ def measure(spec, *, strategy, precision, steps):
     model, _ = train.compiled_model(spec, stand_in, (0.5, 0.25), steps, strategy=strategy, precision=precision)
 
     def batches(n):
-        return train.training_batches(stand_in.x_train[:n * batch], stand_in.y_train[:n * batch], batch,
-                                      spec.train.seed, 0, 1, 10, one_hot)
+        return pipeline.training_batches(stand_in.x_train[:n * batch], stand_in.y_train[:n * batch], batch,
+                                         spec.train.seed, 0, 1, 10, one_hot)
 
     model.fit(batches(WARMUP_STEPS), steps_per_epoch=WARMUP_STEPS, shuffle=False, verbose=0)
     started = time.perf_counter()
     model.fit(batches(steps), steps_per_epoch=steps, shuffle=False, verbose=0)
     train_seconds = time.perf_counter() - started
 
-    test = train.batches(stand_in.x_test, stand_in.y_test, train.EVAL_BATCH_SIZE, 10, one_hot)
+    test = pipeline.batches(stand_in.x_test, stand_in.y_test, pipeline.EVAL_BATCH_SIZE, 10, one_hot)
     model.evaluate(test.take(1), verbose=0)  # trace before timing
     started = time.perf_counter()
     model.evaluate(test, verbose=0)

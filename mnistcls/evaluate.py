@@ -16,7 +16,7 @@ import numpy as np
 
 from mnistcls import metrics
 from mnistcls.errors import MnistclsError, UsageError
-from mnistcls.train import EVAL_BATCH_SIZE
+from mnistcls.pipeline import EVAL_BATCH_SIZE
 
 TOP_CONFUSIONS = 5  # how many of the most frequent mistakes are named
 

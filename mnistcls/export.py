@@ -38,7 +38,7 @@ from mnistcls import data, evaluate, runs, runtime
 from mnistcls.errors import MnistclsError, UsageError
 from mnistcls.files import read_json, write_json
 from mnistcls.spec import STYLES
-from mnistcls.train import EVAL_BATCH_SIZE
+from mnistcls.pipeline import EVAL_BATCH_SIZE
 
 EXTRA = "pip install 'mnistcls[export]'"
 QUANTIZATIONS = ("none", "float16", "int8")  # TFLite only; the other formats are float32

@@ -45,10 +45,11 @@ def table(title, columns, rows, caption=None):
         numeric = col.endswith(">")
         name = col[:-1] if numeric else col
         # A number is never cut or wrapped: its column is at least as wide as its widest cell and
-        # its header's longest word (the header wraps between words). Text (run ids too) folds.
+        # its header's longest word (the header wraps between words). The first column names the
+        # row (a run id, a file) and stays whole; other text folds where room runs out.
         widest = max([len(word) for word in name.split()] + [row[i].cell_len for row in rows if i < len(row)])
-        t.add_column(plain(name), justify="right" if numeric else "left",
-                     min_width=widest if numeric else min(8, widest), overflow="fold")
+        t.add_column(plain(name), justify="right" if numeric else "left", no_wrap=i == 0,
+                     min_width=widest if numeric or i == 0 else min(8, widest), overflow="fold")
     for row in rows:
         t.add_row(*row)
     return t
@@ -122,7 +123,7 @@ def _mflops(macs, digits):
 class TrainingProgress:
     """A live bar per epoch (steps, loss, accuracy, ETA) that leaves one line per finished epoch.
 
-    Driven by train.ProgressEvents; used as a context manager around `fit`.
+    Driven by callbacks.ProgressEvents; used as a context manager around `fit`.
     """
 
     def __init__(self, title, out=None):

@@ -2,10 +2,12 @@
 divergence, and what "best validation accuracy" was measured on."""
 
 import json
+import os
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from rich.console import Console
 
 from conftest import TINY_SPEC
 from mnistcls import report, runs
@@ -50,7 +52,10 @@ def test_history_has_the_rate_each_epoch_trained_at_and_the_steps_per_execution_
     # validation: test (the tiny spec's default): the "best validation accuracy" is a test accuracy, named so.
     assert row["validation"] == "test" and run.info["validation"] == "test"
     listed = invoke("runs", "--runs-dir", str(tmp_path))
-    assert "Best test acc in training" in listed.output and "Best val acc" not in listed.output
+    assert "Best val acc" not in listed.output and "the best test accuracy over the epochs" in listed.output
+    wide = Console(width=250, record=True, file=open(os.devnull, "w"))  # room for the header on one line
+    wide.print(report.runs_table(runs.listing(tmp_path)))
+    assert "Best test acc in training" in wide.export_text()
     assert strict_json(invoke("runs", "--runs-dir", str(tmp_path), "--json").stdout)[0]["validation"] == "test"
 
 

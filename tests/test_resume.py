@@ -98,23 +98,23 @@ def test_restart_needs_a_run_to_resume():
 
 @pytest.mark.parametrize("reached, resumed_at", [(2, 2), (1, 1), (0, None)])
 def test_the_workers_of_a_cluster_resume_at_the_epoch_all_of_them_reached(stopped, monkeypatch, reached, resumed_at):
-    from mnistcls import train
+    from mnistcls import checkpoints
 
     # The all-reduce across workers, as if the other worker was killed after its epoch `reached`.
-    monkeypatch.setattr(train, "smallest_value", lambda strategy, value: min(value, reached))
+    monkeypatch.setattr(checkpoints, "smallest_value", lambda strategy, value: min(value, reached))
     if resumed_at is None:  # this worker has no copy of the other's epoch 0: it cannot follow it
         with pytest.raises(MnistclsError, match="another worker of the cluster only reached epoch 0"):
-            train.saved_state(stopped.path, strategy=None)
+            checkpoints.saved_state(stopped.path, strategy=None)
         return
-    state, history = train.saved_state(stopped.path, strategy=None)
+    state, history = checkpoints.saved_state(stopped.path, strategy=None)
     assert state.epoch == resumed_at and history == stopped.history[:resumed_at]
     assert state.path.name == ("model.keras" if resumed_at == 2 else "previous.keras")
 
 
 def test_a_worker_that_could_start_stops_when_another_cannot_resume(tmp_path, monkeypatch):
-    from mnistcls import train
+    from mnistcls import checkpoints
 
     # This worker has nothing saved (it would start at epoch 1); the other's state is damaged.
-    monkeypatch.setattr(train, "smallest_value", lambda strategy, value: 0)
+    monkeypatch.setattr(checkpoints, "smallest_value", lambda strategy, value: 0)
     with pytest.raises(MnistclsError, match="another worker of the cluster cannot"):
-        train.saved_state(tmp_path, strategy=None)
+        checkpoints.saved_state(tmp_path, strategy=None)

@@ -166,12 +166,12 @@ def test_the_fast_config_learns_fashion_in_a_few_steps(fashion_system_dir, tmp_p
     ("{name: inverse_time, decay: 0.1}", [0.1, 0.05, 0.1 / 3]),
 ])
 def test_each_schedule_gives_the_learning_rate_it_documents(schedule, expected):
-    from mnistcls import spec as specs, train as training
+    from mnistcls import optimizers, spec as specs
 
-    assert set(training._SCHEDULES) == set(specs.SCHEDULES)
+    assert set(optimizers.SCHEDULES) == set(specs.SCHEDULES)
     spec = specs.load_spec(TINY_SPEC, ["train.optimizer.learning_rate=0.1", "train.epochs=3",
                                        f"train.schedule={schedule}"])
-    rate, extra_callbacks = training._learning_rate(spec.train, steps_per_epoch=10)
+    rate, extra_callbacks = optimizers.learning_rate(spec.train, steps_per_epoch=10)
     at = [float(rate(step)) if callable(rate) else rate for step in (0, 10, 20)]
     assert at == pytest.approx(expected, rel=1e-5) and extra_callbacks == []
 
@@ -179,10 +179,10 @@ def test_each_schedule_gives_the_learning_rate_it_documents(schedule, expected):
 def test_the_plateau_schedule_is_keras_reduce_on_plateau():
     import keras
 
-    from mnistcls import spec as specs, train as training
+    from mnistcls import optimizers, spec as specs
 
     spec = specs.load_spec(TINY_SPEC, ["train.schedule={name: plateau, factor: 0.2, patience: 4}"])
-    rate, (callback,) = training._learning_rate(spec.train, steps_per_epoch=10)
+    rate, (callback,) = optimizers.learning_rate(spec.train, steps_per_epoch=10)
     assert rate == spec.train.optimizer.learning_rate
     assert isinstance(callback, keras.callbacks.ReduceLROnPlateau)
     assert (callback.factor, callback.patience, callback.monitor) == (0.2, 4, "val_loss")

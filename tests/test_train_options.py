@@ -30,7 +30,7 @@ def trained(small_fashion, tmp_path_factory):
 def test_early_stopping_ends_the_run_and_restores_the_best_epoch(trained, small_fashion):
     import keras
 
-    from mnistcls import data, spec as specs, train
+    from mnistcls import data, pipeline, spec as specs
 
     assert trained.status == "finished" and [row["epoch"] for row in trained.history] == [1, 2]
     assert trained.metrics["epochs_run"] == 2
@@ -40,7 +40,7 @@ def test_early_stopping_ends_the_run_and_restores_the_best_epoch(trained, small_
     # The saved model is epoch 1's, scored on the held-out fifth of the training images.
     spec = specs.parse_spec(trained.spec_text, "spec.yaml")
     dataset = data.load(str(small_fashion))
-    train_x, _, val_x, val_y = train._split(dataset, spec.train)
+    train_x, _, val_x, val_y = pipeline.split(dataset, spec.train)
     assert (len(train_x), len(val_x)) == (480, 120)
     held_out = {image.tobytes() for image in val_x}
     assert not any(image.tobytes() in held_out for image in train_x)

@@ -1,0 +1,73 @@
+"""The input pipeline: training and evaluation batches gathered from the in-memory uint8 arrays.
+
+Training batches follow a permutation computed from (seed, epoch), not from an
+iterator's state, so a run resumed at epoch k sees exactly the batches an
+uninterrupted run sees.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+EVAL_BATCH_SIZE = 1000  # inference needs no small batches; larger ones are faster
+
+
+def held_out(train_spec, train_count):
+    return 0 if train_spec.validation == "test" else int(round(train_spec.validation * train_count))
+
+
+def split(dataset, train_spec):
+    """(train_x, train_y, val_x, val_y): the test set, or a seeded held-out fraction."""
+    if train_spec.validation == "test":
+        return dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test
+    order = np.random.default_rng(train_spec.seed).permutation(len(dataset.x_train))
+    held = held_out(train_spec, len(order))
+    val, train = np.sort(order[:held]), np.sort(order[held:])
+    return dataset.x_train[train], dataset.y_train[train], dataset.x_train[val], dataset.y_train[val]
+
+
+def pixel_stats(images):
+    """Mean and std of x/255 over the training images, for `standardize`."""
+    x = np.asarray(images, dtype=np.float32) / 255.0
+    return float(x.mean()), float(x.std())
+
+
+def training_batches(x, y, batch_size, seed, first_epoch, epochs, num_classes, one_hot):
+    """Shuffled global batches for epochs first_epoch..epochs-1.
+
+    Each epoch's order is a permutation computed from (seed, epoch) alone, so a
+    resumed run, and every worker of a cluster, sees the same global batches. Under
+    a distribution strategy Keras splits each global batch into one slice per
+    replica; sharding by data (not by input file, there is none) gives each worker
+    its own slices of the same global batch.
+    """
+    images, labels = tf.constant(x), tf.constant(y)
+    count = len(x)
+
+    def epoch_batches(epoch):
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(count), seed=tf.stack([tf.cast(seed, tf.int64), epoch]))
+        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=True)
+
+    def gather(index):  # one gather per batch, far cheaper than a map per image
+        return _features(tf.gather(images, index), tf.gather(labels, index), num_classes, one_hot)
+
+    return (tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch_batches)
+            .map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            .prefetch(tf.data.AUTOTUNE).with_options(_SHARD_BY_DATA))
+
+
+def batches(x, y, batch_size, num_classes, one_hot):
+    """Unshuffled batches for validation and evaluation."""
+    return (tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
+            .map(lambda a, b: _features(a, b, num_classes, one_hot)).prefetch(tf.data.AUTOTUNE)
+            .with_options(_SHARD_BY_DATA))
+
+
+_SHARD_BY_DATA = tf.data.Options()
+_SHARD_BY_DATA.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+
+
+def _features(images, labels, num_classes, one_hot):
+    images = tf.cast(tf.expand_dims(images, -1), tf.float32)  # (batch, H, W) uint8 -> (batch, H, W, 1) pixels
+    labels = tf.one_hot(tf.cast(labels, tf.int32), num_classes) if one_hot else tf.cast(labels, tf.int32)
+    return images, labels
