@@ -64,3 +64,11 @@ def numbered(path):
 def new_file(path):
     """The first of `numbered(path)` that does not exist (relative: in the current folder): nothing is overwritten."""
     return next(candidate for candidate in numbered(path) if not candidate.exists())
+
+
+def name_part(text):
+    """`text` as part of a file or folder name: runs of other characters than letters, digits, `.`,
+    `-` and `_` become one `_`."""
+    import re
+
+    return re.sub(r"[^\w.-]+", "_", str(text)).strip("_") or "_"

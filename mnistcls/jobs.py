@@ -8,7 +8,6 @@ turn.
 
 import dataclasses
 import functools
-import hashlib
 import itertools
 import json
 import shutil
@@ -267,7 +266,7 @@ def _saved_model(run):
 def _evaluation_pictures(run, result, test):
     """Write (or refresh) the run's confusion heatmap and misclassified grid for `result`; return their paths."""
     names = result.class_names
-    key = _picture_key(test)
+    key = data.dataset_key(test.name if test.verified else test.source)  # a folder: by its path
     confusion = plots.confusion_heatmap(
         result.confusion, names, run.path / f"confusion-{key}.png",
         title=f"{run.id}\non {result.dataset}: test accuracy {report.percent(result.accuracy)}")
@@ -282,14 +281,6 @@ def _evaluation_pictures(run, result, test):
                      title=f"{run.id}: the {len(shown)} most confident of {result.errors:,} "
                            f"misclassified {result.dataset} test images")
     return {"confusion": str(confusion), "misclassified": str(misclassified)}
-
-
-def _picture_key(test):
-    """How a dataset is named in picture files: a built-in one by its name, a folder by its name and a
-    short hash of its full path (two folders of one name, say two versions of data/mine, stay apart)."""
-    if test.name in data.DATASET_NAMES:
-        return test.name
-    return f"{test.name}-{hashlib.sha256(str(Path(test.source).resolve()).encode()).hexdigest()[:8]}"
 
 
 # --- compare ----------------------------------------------------------------------------

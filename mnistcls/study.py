@@ -25,10 +25,8 @@ one of the runs' learning curves overlaid.
 """
 
 import csv
-import hashlib
 import io
 import json
-import re
 import shlex
 import time
 from dataclasses import dataclass, field
@@ -38,7 +36,7 @@ import yaml
 
 from mnistcls import data, jobs, layers, plots, report, runs, runtime, spec as specs
 from mnistcls.errors import Interrupted, Problem, SpecError, UsageError
-from mnistcls.files import read_json, write_json, write_text
+from mnistcls.files import name_part, read_json, write_json, write_text
 
 STUDY_DIR = specs.CONFIG_DIR / "studies"
 STATE_FILE = "study.json"
@@ -272,21 +270,8 @@ def _in_study(problems, experiment, study):
 def study_folder(study, *, epochs=None, datasets=(), runs_directory=None):
     """RUNS_DIR/studies/NAME[-epochsN][-DATASET...]: a narrowed pass keeps its own state and tables."""
     # Sorted: `-d mnist -d fashion` and `-d fashion -d mnist` are one pass.
-    parts = [study.name, *([f"epochs{epochs}"] if epochs else []), *sorted(set(map(_dataset_slug, datasets)))]
+    parts = [study.name, *([f"epochs{epochs}"] if epochs else []), *sorted(set(map(data.dataset_key, datasets)))]
     return runs.runs_dir(runs_directory) / "studies" / "-".join(parts)
-
-
-def _dataset_slug(dataset):
-    if dataset in data.DATASET_NAMES or not Path(dataset).is_dir():
-        return _slug(dataset)
-    # A folder: its name, and a hash of its path so two folders of one name never share state.
-    digest = hashlib.sha1(str(Path(dataset).resolve()).encode()).hexdigest()[:6]
-    return f"{_slug(Path(dataset).resolve().name)}_{digest}"
-
-
-def _slug(text):
-    """`text` as part of a file name."""
-    return re.sub(r"[^\w.-]+", "_", str(text)).strip("_") or "_"
 
 
 def _take_stock(units, folder, runs_directory):
@@ -482,7 +467,7 @@ def _sweep_plots(units, prefix, new_file):
     for (experiment, dataset), members in groups.items():
         if len(members) < 2:
             continue
-        name = f"{prefix}-{{}}-{_slug(experiment)}-{_slug(_dataset_label(dataset))}.png"
+        name = f"{prefix}-{{}}-{name_part(experiment)}-{name_part(_dataset_label(dataset))}.png"
         sweep = jobs.sweep_picture([runs.describe(unit.run) for unit in members], new_file(name.format("sweep")))
         if sweep:
             drawn["sweeps"].append(sweep)
@@ -501,7 +486,7 @@ def _compared_curves(study, units, prefix, new_file):
             if len(on_dataset) < 2:
                 continue
             label = _dataset_label(dataset)
-            name = f"{prefix}-curves-{'-vs-'.join(map(_slug, group))}-{_slug(label)}.png"
+            name = f"{prefix}-curves-{'-vs-'.join(map(name_part, group))}-{name_part(label)}.png"
             paths.append(_curves(on_dataset, new_file(name), f"{' vs '.join(group)} on {label}"))
     return paths
 

@@ -45,7 +45,7 @@ from optuna.trial import TrialState
 from mnistcls import jobs, layers, plots, report, runs, runtime, search as spaces, spec as specs
 from mnistcls.build import build_model
 from mnistcls.errors import Diverged, Interrupted, MnistclsError, SpecError, UsageError
-from mnistcls.files import numbered, write_json, write_text
+from mnistcls.files import name_part, numbered, write_json, write_text
 
 HOLD_OUT = 0.2  # fraction of the training set validated on when the spec validates on the test set
 STORAGE_FILE = "studies.db"  # the default SQLite storage, in the runs directory
@@ -360,7 +360,7 @@ def results(study, setup, params, dataset, runs_directory, *, target, storage_wo
     """Everything `tune` reports on a study: its trials, the best one (test accuracy measured once, its
     spec written), parameter importances, and the PNGs of the search."""
     trials = [_row(t, study.trials) for t in study.trials]
-    folder = runs.runs_dir(runs_directory) / "studies" / _safe(study.study_name)
+    folder = runs.runs_dir(runs_directory) / "studies" / name_part(study.study_name)
     best = _best(study, setup, params, dataset, runs_directory, folder)
     importances, note = _importances(study, params)
     finished = [row for row in trials if row["value"] is not None]
@@ -372,7 +372,7 @@ def results(study, setup, params, dataset, runs_directory, *, target, storage_wo
         for name, param in params.items():
             pictures[f"{name} against validation accuracy"] = str(plots.param_effect(
                 [row["params"].get(name) for row in finished], [row["value"] for row in finished],
-                [row["state"] for row in finished], folder / f"param-{_safe(name)}.png", param_name=name,
+                [row["state"] for row in finished], folder / f"param-{name_part(name)}.png", param_name=name,
                 log_x=param.log, categorical=param.kind == "choice"))
     return {"study": study.study_name, "storage": storage_words, "target": target, "counted": _counted(study),
             "params": list(params), "trials": trials, "best": best, "importances": importances,
@@ -456,7 +456,3 @@ def _importances(study, params):
         return optuna.importance.get_param_importances(study), None
     except (RuntimeError, ValueError) as err:
         return None, f"importances could not be computed: {err}"
-
-
-def _safe(text):
-    return "".join(c if c.isalnum() or c in "-._" else "_" for c in str(text))

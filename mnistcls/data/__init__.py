@@ -27,6 +27,7 @@ Every problem a user can fix is raised as `DataError`, naming the file and what 
 (`messages`). TensorFlow is never imported here: downloads use the standard library.
 """
 
+import hashlib
 from pathlib import Path
 
 from mnistcls.data.catalogue import DATASET_NAMES, DATASETS, FILES, SPLITS, Dataset, files_of
@@ -38,6 +39,7 @@ from mnistcls.data.places import cache_dir, first_copy, is_offline, places
 from mnistcls.data.reports import DatasetReport, FileReport, PlaceReport, Status, survey
 from mnistcls.data.stamps import Stamps, load_verified, verify
 from mnistcls.errors import DataError
+from mnistcls.files import name_part
 
 __all__ = [
     "DATASETS", "DATASET_NAMES", "FILES", "MAX_IDX_BYTES", "SPLITS", "SYSTEM_DIRS", "Dataset", "DatasetReport",
@@ -47,6 +49,15 @@ __all__ = [
 # Folders where system packages install datasets; each serves the dataset whose
 # `folders` include its name. Read from here at each search, so tests can replace it.
 SYSTEM_DIRS = [Path("/usr/share/datasets/fashion-mnist"), Path("/usr/share/datasets/mnist")]
+
+
+def dataset_key(dataset) -> str:
+    """A dataset as part of a file name: a built-in one by its name, a folder by its name and a short
+    hash of its full path (two folders of one name, say two versions of data/mine, stay apart)."""
+    if dataset in DATASET_NAMES or not Path(dataset).is_dir():
+        return name_part(dataset)
+    folder = Path(dataset).resolve()
+    return f"{name_part(folder.name)}-{hashlib.sha256(str(folder).encode()).hexdigest()[:8]}"
 
 
 def load(dataset, *, data_dir=None, offline=None, splits=SPLITS, progress=None) -> Dataset:
