@@ -17,6 +17,8 @@ Keras is imported only when a layer is checked or built, never on import.
 import inspect
 from dataclasses import dataclass, field
 
+from mnistcls import checks
+
 
 @dataclass(frozen=True)
 class LayerType:
@@ -27,8 +29,8 @@ class LayerType:
         primary: the argument a bare value sets (`- dense: 128` sets `units`).
         flat_input: the layer expects (batch, features) input; a Flatten or global
             pooling layer must come before it on images.
-        limits: allowed ranges of arguments Keras itself does not check, as
-            (low, high, high_inclusive).
+        limits: checks (from mnistcls.checks) of arguments whose range Keras
+            itself does not check, by argument name.
     """
 
     keras_class: str
@@ -37,17 +39,19 @@ class LayerType:
     limits: dict = field(default_factory=dict)
 
 
-_POSITIVE = (1, None, True)
+def _positive_integer(value):
+    return checks.integer(value, 1)
+
 
 LAYERS = {
-    "conv2d": LayerType("Conv2D", "filters", limits={"filters": _POSITIVE}),
+    "conv2d": LayerType("Conv2D", "filters", limits={"filters": _positive_integer}),
     "maxpool": LayerType("MaxPooling2D", "pool_size"),
     "avgpool": LayerType("AveragePooling2D", "pool_size"),
     "globalmaxpool": LayerType("GlobalMaxPooling2D"),
     "globalavgpool": LayerType("GlobalAveragePooling2D"),
-    "dense": LayerType("Dense", "units", flat_input=True, limits={"units": _POSITIVE}),
+    "dense": LayerType("Dense", "units", flat_input=True, limits={"units": _positive_integer}),
     "batchnorm": LayerType("BatchNormalization"),
-    "dropout": LayerType("Dropout", "rate", limits={"rate": (0.0, 1.0, False)}),
+    "dropout": LayerType("Dropout", "rate", limits={"rate": lambda v: checks.number(v, 0.0, 1.0, high_open=True)}),
     "activation": LayerType("Activation", "activation"),
     "flatten": LayerType("Flatten"),
 }
@@ -110,7 +114,7 @@ def check_arguments(cls, args, limits=None):
     problems = []
     for name, value in args.items():
         if name not in known:
-            problems.append((name, f"unknown argument for {cls.__name__}" + did_you_mean(name, known)
+            problems.append((name, f"unknown argument for {cls.__name__}" + checks.did_you_mean(name, known)
                              + f"; allowed: {', '.join(sorted(known))}"))
             continue
         if name in REGULARIZER_ARGS:
@@ -119,7 +123,8 @@ def check_arguments(cls, args, limits=None):
             message = _type_problem(value, params[name].default)
         else:
             message = None
-        message = message or _limit_problem(value, (limits or {}).get(name))
+        limit = (limits or {}).get(name)
+        message = message or (limit(value) if limit else None)
         if message:
             problems.append((name, message))
     misspelt = any(name not in known for name in args)  # then a "missing" argument is likely that one
@@ -148,17 +153,6 @@ def to_keras_value(arg, value):
     if isinstance(value, list):
         return tuple(value)
     return value
-
-
-def did_you_mean(word, choices):
-    """' (did you mean 'x'?)' for the closest choice, or '' when nothing is close."""
-    import difflib
-
-    lowered = {}
-    for c in choices:  # the first spelling wins: callers list short names before Keras names
-        lowered.setdefault(c.lower(), c)
-    close = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
-    return f" (did you mean '{lowered[close[0]]}'?)" if close else ""
 
 
 def _is_layer(cls):
@@ -203,16 +197,3 @@ def _regularizer_problem(value):
                     for v in value.values())):
         return None
     return f"must be a mapping such as {{l2: 0.01}} or {{l1: 0.001, l2: 0.01}}, got {value!r}"
-
-
-def _limit_problem(value, limit):
-    if limit is None:
-        return None
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        return f"must be a number, got {value!r}"
-    low, high, high_inclusive = limit
-    too_high = high is not None and (value > high if high_inclusive else value >= high)
-    if value < low or too_high:
-        upper = "" if high is None else (f" and <= {high}" if high_inclusive else f" and < {high}")
-        return f"must be >= {low}{upper}, got {value!r}"
-    return None

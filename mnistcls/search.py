@@ -28,7 +28,7 @@ from pathlib import Path
 
 import yaml
 
-from mnistcls import layers, spec as specs
+from mnistcls import checks, layers, spec as specs
 from mnistcls.errors import Problem, SpecError, UsageError
 
 SPACE_DIR = specs.CONFIG_DIR / "search"  # bundled search spaces, found by bare name
@@ -93,19 +93,7 @@ class Space:
 
 def find_space(name_or_path):
     """A search space file by path, or by bare name among the bundled ones."""
-    path = Path(name_or_path)
-    if path.is_file():
-        return path
-    for candidate in (SPACE_DIR / str(name_or_path), SPACE_DIR / f"{name_or_path}.yaml"):
-        if path.name == str(name_or_path) and candidate.is_file():
-            return candidate
-    bundled = [p.name for p in bundled_spaces()]
-    raise UsageError(f"{name_or_path}: no such search space file (bundled: {', '.join(bundled)})"
-                     + layers.did_you_mean(path.name, bundled))
-
-
-def bundled_spaces():
-    return sorted(SPACE_DIR.glob("*.yaml"))
+    return specs.find_file(name_or_path, SPACE_DIR, "search space")
 
 
 def load_space(config, space_file=None, search=(), overrides=()):
@@ -184,7 +172,7 @@ def _read_space_file(raw, origins, source, entries, problems):
         return [], {}
     for key in raw:
         if key not in allowed:
-            problems.append(specs.locate(origins, source, str(key), "unknown section" + layers.did_you_mean(str(key), allowed)
+            problems.append(specs.locate(origins, source, str(key), "unknown section" + checks.did_you_mean(str(key), allowed)
                                 + f"; allowed: {', '.join(allowed)}"))
     _collect(raw["search"], "search", origins, source, entries, problems)
     fixed = raw.get("set") or {}
@@ -211,7 +199,7 @@ def _param(name, value, spec, problem):
     for option in value:
         if option != kind and option not in OPTIONS[kind]:
             allowed = OPTIONS[kind] or ("none",)
-            problem(name, f"unknown option '{option}' for {kind}" + layers.did_you_mean(str(option), OPTIONS[kind])
+            problem(name, f"unknown option '{option}' for {kind}" + checks.did_you_mean(str(option), OPTIONS[kind])
                     + f"; allowed: {', '.join(allowed)}")
             return None
     target = _target(name, spec, problem)

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import yaml
 
-from mnistcls import data, jobs, layers, plots, report, runs, runtime, spec as specs
+from mnistcls import checks, data, jobs, plots, report, runs, runtime, spec as specs
 from mnistcls.errors import Interrupted, Problem, SpecError, UsageError
 from mnistcls.files import name_part, read_json, write_json, write_text
 
@@ -89,16 +89,7 @@ def bundled_studies():
 
 def find_study(name_or_path):
     """A study file by path, or by bare name among the bundled studies (`seed_a` or `seed_a.yaml`)."""
-    path = Path(name_or_path)
-    if path.is_file():
-        return path
-    names = [p.stem for p in bundled_studies()]
-    if path.name == str(name_or_path):
-        for candidate in (STUDY_DIR / name_or_path, STUDY_DIR / f"{name_or_path}.yaml"):
-            if candidate.is_file():
-                return candidate
-    raise UsageError(f"{name_or_path}: no such study file (bundled studies: {', '.join(names)})"
-                     + layers.did_you_mean(path.stem, names))
+    return specs.find_file(name_or_path, STUDY_DIR, "study")
 
 
 def load_study(name_or_path):
@@ -144,7 +135,7 @@ def _compare(groups, names, report_problem):
         for j, name in enumerate(group):
             if str(name) not in names:
                 report_problem(f"compare.{i}.{j}", f"no experiment {name!r} in this study"
-                               + layers.did_you_mean(str(name), names))
+                               + checks.did_you_mean(str(name), names))
     return [[str(name) for name in group] for group in groups]
 
 
@@ -152,7 +143,7 @@ def _unknown_keys(mapping, allowed, where, what, report_problem):
     for key in mapping:
         if key not in allowed:
             report_problem(f"{where}.{key}" if where else str(key), f"unknown {what}"
-                           + layers.did_you_mean(str(key), allowed) + f"; allowed: {', '.join(sorted(allowed))}")
+                           + checks.did_you_mean(str(key), allowed) + f"; allowed: {', '.join(sorted(allowed))}")
 
 
 def _experiment(name, raw, folder, report_problem):
@@ -185,7 +176,7 @@ def _experiment(name, raw, folder, report_problem):
         if figure is not None and not isinstance(figure, (str, int, float)):
             report_problem(path, f"must be text or a number (an accuracy), got {figure!r}")
         if key is not None and datasets and key not in datasets:
-            report_problem(path, "not a dataset of this experiment" + layers.did_you_mean(str(key), datasets)
+            report_problem(path, "not a dataset of this experiment" + checks.did_you_mean(str(key), datasets)
                            + f"; its datasets: {', '.join(datasets)}")
     return Experiment(name, config, datasets, overrides, dict(figures))
 

@@ -42,7 +42,7 @@ import optuna
 import yaml
 from optuna.trial import TrialState
 
-from mnistcls import jobs, layers, plots, report, runs, runtime, search as spaces, spec as specs
+from mnistcls import checks, jobs, plots, report, runs, runtime, search as spaces, spec as specs
 from mnistcls.build import build_model
 from mnistcls.errors import Diverged, Interrupted, MnistclsError, SpecError, UsageError
 from mnistcls.files import name_part, numbered, write_json, write_text
@@ -194,7 +194,7 @@ def _setup(storage, name, space):
             study = optuna.load_study(study_name=name, storage=storage)
         except KeyError:
             names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
-            raise UsageError(f"no study '{name}' in the storage" + layers.did_you_mean(name, names)
+            raise UsageError(f"no study '{name}' in the storage" + checks.did_you_mean(name, names)
                              + "; start one with --config SPEC") from None
     stored = study.user_attrs.get("setup")
     if stored is None and wanted is not None:

@@ -98,6 +98,14 @@ def test_defaults_make_a_minimal_spec_a_layer_list():
     assert spec.data.preprocess == "scale"
 
 
+
+def test_a_bare_value_sets_the_primary_argument_by_short_or_keras_name():
+    spec = specs.parse_spec("model: [flatten, {Dense: 32}, {dropout: 0.5}, {dense: 10}, {activation: softmax}]",
+                            "bare.yaml")
+    assert [(layer.type, layer.args) for layer in spec.model] == [
+        ("flatten", {}), ("Dense", {"units": 32}), ("dropout", {"rate": 0.5}), ("dense", {"units": 10}),
+        ("activation", {"activation": "softmax"})]
+
 def test_sweep_values_split_on_commas_but_not_inside_yaml_lists():
     assert specs.split_sweep("train.optimizer.learning_rate=0.01,0.1") == [
         "train.optimizer.learning_rate=0.01", "train.optimizer.learning_rate=0.1"]
