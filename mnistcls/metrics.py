@@ -1,9 +1,12 @@
-"""Scores for a classifier's predictions: confusion matrix, per-class report, worst mix-ups.
+"""Scores for a classifier's predictions (confusion matrix, per-class report, worst mix-ups),
+and the figures of a training history.
 
 Pure numpy, so evaluation can be summarised without loading Keras. Everything
 returned by `classification_report` and `top_confusions` is made of plain Python
 ints, floats, strings, lists and dicts, ready for `json.dump`.
 """
+
+import math
 
 import numpy as np
 
@@ -109,3 +112,26 @@ def top_confusions(confusion, class_names, k=5):
         for i in order
         if flat[i] > 0
     ]
+
+
+def history_figures(history):
+    """What a run's per-epoch history shows, the same for training's result and for `mnistcls runs`.
+
+    Always epochs_run; where an epoch was validated, best_val_accuracy with its
+    best_epoch (the first of equals) and best_val_loss; where an epoch ran,
+    seconds_per_epoch (the median). A loss that was not a number is not a best.
+    """
+    figures = {"epochs_run": len(history)}
+    validated = [row for row in history if _finite(row.get("val_accuracy"))]
+    if validated:
+        best = max(validated, key=lambda row: row["val_accuracy"])  # max keeps the first of equals
+        figures.update(best_val_accuracy=best["val_accuracy"], best_epoch=best["epoch"],
+                       best_val_loss=min((row["val_loss"] for row in validated if _finite(row.get("val_loss"))),
+                                         default=float("nan")))
+    if history:
+        figures["seconds_per_epoch"] = float(np.median([row["seconds"] for row in history]))
+    return figures
+
+
+def _finite(value):
+    return isinstance(value, (int, float)) and math.isfinite(value)

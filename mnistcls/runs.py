@@ -16,7 +16,6 @@ A folder is never reused or overwritten; every file in it is written atomically.
 
 import os
 import socket
-import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ import yaml
 from mnistcls.errors import MnistclsError, UsageError
 from mnistcls.spec import STYLES, TEST_TIME_AUGMENTATIONS, DataSpec, read_yaml
 from mnistcls.files import new_file, read_json, write_json, write_text
+from mnistcls.metrics import history_figures
 
 
 def runs_dir(path=None):
@@ -277,15 +277,8 @@ def describe(run):
     Scores come from metrics.json when the run finished; otherwise they are worked
     out from its history the same way, so unfinished runs show what they reached.
     """
-    info, history = run.info, run.history
-    reached = {"epochs_run": len(history)}
-    validated = [row for row in history if "val_accuracy" in row]
-    if validated:
-        best = max(validated, key=lambda row: row["val_accuracy"])  # the first best, as training records it
-        reached.update(best_val_accuracy=best["val_accuracy"], best_epoch=best["epoch"],
-                       best_val_loss=min(row["val_loss"] for row in validated))
-    if history:
-        reached["seconds_per_epoch"] = statistics.median(row["seconds"] for row in history)
+    info = run.info
+    reached = history_figures(run.history)
     return {"run": run.id, "config": info.get("config"), "dataset": info.get("dataset"),
             "sweep": info.get("sweep") or {}, "status": run.status, "started": info.get("started"),
             "epochs": _planned_epochs(run), "validation": info.get("validation"), **reached, **run.metrics}

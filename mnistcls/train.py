@@ -21,6 +21,7 @@ from mnistcls.build import build_model, summarize
 from mnistcls.callbacks import EpochRecorder, ProgressEvents, RandomnessPerEpoch, RestoreState, SavingSection
 from mnistcls.checkpoints import model_copies, save_model, saved_state
 from mnistcls.errors import Diverged, SpecError
+from mnistcls.metrics import history_figures
 from mnistcls.pipeline import EVAL_BATCH_SIZE, batches, held_out, pixel_stats, split, training_batches
 
 
@@ -193,13 +194,11 @@ def steps_per_execution(train_spec, steps, strategy):
 
 
 def _result(history, test_loss, test_accuracy, params, validation):
-    val_acc = [row.get("val_accuracy", float("nan")) for row in history]
-    best = int(np.nanargmax(val_acc)) if history else 0
+    figures = history_figures(history)
     return TrainResult(
         test_accuracy=None if test_accuracy is None else float(test_accuracy),
         test_loss=None if test_loss is None else float(test_loss),
-        best_val_accuracy=float(val_acc[best]) if history else float("nan"),
-        best_val_loss=float(min(row.get("val_loss", float("inf")) for row in history)) if history else float("nan"),
-        best_epoch=best + 1, validation=validation, epochs_run=len(history),
-        seconds_per_epoch=float(np.median([row["seconds"] for row in history])) if history else 0.0,
-        params=int(params))
+        best_val_accuracy=figures.get("best_val_accuracy", float("nan")),
+        best_val_loss=figures.get("best_val_loss", float("nan")),
+        best_epoch=figures.get("best_epoch", 1), validation=validation, epochs_run=figures["epochs_run"],
+        seconds_per_epoch=figures.get("seconds_per_epoch", 0.0), params=int(params))

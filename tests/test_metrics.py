@@ -22,7 +22,7 @@ import json
 import numpy as np
 import pytest
 
-from mnistcls.metrics import classification_report, confusion_matrix, top_confusions
+from mnistcls.metrics import classification_report, confusion_matrix, history_figures, top_confusions
 
 Y_TRUE = [0, 0, 1, 1, 2, 2, 2]
 Y_PRED = [0, 1, 1, 1, 2, 0, 2]
@@ -98,3 +98,18 @@ def test_top_confusions_largest_first_and_ties_in_label_order():
     assert top_confusions(cm, names, k=10) == [("b", "c", 7), ("a", "b", 4), ("c", "a", 4), ("b", "a", 1)]
     assert top_confusions(CONFUSION, names) == [("a", "b", 1), ("c", "a", 1)]
     assert top_confusions(np.eye(3, dtype=int) * 5, names) == []
+
+
+def test_history_figures_take_the_first_best_epoch_and_pass_over_numbers_that_are_not():
+    history = [
+        {"epoch": 1, "val_accuracy": 0.80, "val_loss": 0.60, "seconds": 3.0},
+        {"epoch": 2, "val_accuracy": 0.90, "val_loss": 0.40, "seconds": 1.0},
+        {"epoch": 3, "val_accuracy": 0.90, "val_loss": 0.35, "seconds": 2.0},  # equal: epoch 2 stays the best
+        {"epoch": 4, "val_accuracy": None, "val_loss": None, "seconds": 9.0},  # NaN, as run records store it
+        {"epoch": 5, "val_accuracy": float("nan"), "val_loss": float("nan"), "seconds": 8.0},
+    ]
+    assert history_figures(history) == {
+        "epochs_run": 5, "best_val_accuracy": 0.90, "best_epoch": 2, "best_val_loss": 0.35, "seconds_per_epoch": 3.0}
+    assert history_figures([]) == {"epochs_run": 0}
+    unvalidated = history_figures([{"epoch": 1, "loss": 0.5, "seconds": 4.0}])
+    assert unvalidated == {"epochs_run": 1, "seconds_per_epoch": 4.0}
