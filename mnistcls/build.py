@@ -71,7 +71,6 @@ def build_model(spec, input_shape=MNIST_SHAPE, num_classes=10, pixel_stats=(0.0,
     """
     import keras
 
-    keras.utils.set_random_seed(spec.train.seed)
     inputs = keras.Input(shape=input_shape, dtype="float32", name="image")
     x = _preprocessing(spec.data.preprocess, pixel_stats, dtype)(inputs)
     problems = []

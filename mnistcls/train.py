@@ -133,6 +133,7 @@ def compiled_model(spec, dataset, pixel_stats, steps, *, strategy, precision):
     `steps` is the number of steps in an epoch (schedules count in steps).
     """
     multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    keras.utils.set_random_seed(spec.train.seed)  # the initial weights follow from the spec's seed
     with strategy.scope():
         model = build_model(spec, input_shape=(*dataset.image_shape, 1), num_classes=dataset.num_classes,
                             pixel_stats=pixel_stats, dtype=precision)
