@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from mnistcls import __version__, report
+from mnistcls import __version__, progress, report
 from mnistcls.errors import MnistclsError, UsageError
 from mnistcls.files import new_file
 from mnistcls.runs import ORDERS as RUN_ORDERS
@@ -69,6 +69,11 @@ device_option = click.option("--device", type=click.Choice(["auto", "cpu", "gpu"
 
 runs_dir_option = click.option("--runs-dir", type=click.Path(file_okay=False), metavar="DIR",
                                help="Where run folders live (default ./runs, or MNISTCLS_RUNS_DIR).")
+
+
+def _reporter(as_json):
+    """How a long job shows its progress: on the console, or not at all under --json."""
+    return progress.SILENT if as_json else progress.Reporter()
 
 
 def _tensorflow(ctx):
@@ -171,7 +176,7 @@ def train(ctx, configs, datasets, epochs, batch_size, lr, seed, precision, overr
                          "every option that changes the spec")
     _tensorflow(ctx)
     results = jobs.train_all(configs, datasets, overrides, resume=resume, restart=restart, device=device,
-                             gpus=gpus, runs_directory=runs_dir, data_dir=data_dir, offline=offline, quiet=as_json)
+                             gpus=gpus, runs_directory=runs_dir, data_dir=data_dir, offline=offline, reporter=_reporter(as_json))
     diverged = [row for row in results if row["status"] == "diverged"]
     if as_json:
         report.print_json(results)
@@ -233,9 +238,9 @@ def data_download(name, data_dir, offline):
     from mnistcls import data as datasets
 
     names = datasets.DATASET_NAMES if name == "all" else (name,)
-    with report.DownloadProgress() as progress:
+    with _reporter(as_json=False).downloads() as downloads:
         for each in names:
-            folder = datasets.download(each, data_dir=data_dir, offline=offline, progress=progress)
+            folder = datasets.download(each, data_dir=data_dir, offline=offline, progress=downloads)
             report.console.print(report.plain(f"{each}: ready (cache: {folder})"))
 
 
@@ -294,7 +299,7 @@ def evaluate(ctx, dataset, references, every, runs_dir, data_dir, offline, as_js
         raise UsageError("say which dataset to evaluate on (e.g. --dataset fashion), or which runs with --run")
     _tensorflow(ctx)
     results = jobs.evaluate_runs(references, dataset, every=every, runs_directory=runs_dir, data_dir=data_dir,
-                                 offline=offline, quiet=as_json)
+                                 offline=offline, reporter=_reporter(as_json))
     if as_json:
         report.print_json(results)
         return
@@ -571,7 +576,7 @@ def study(ctx, name, epochs, datasets, dry_run, device, runs_dir, data_dir, offl
             report.console.print(report.study_plan_table(plan))
         return
     result = studies.run_study(name, epochs=epochs, datasets=datasets, runs_directory=runs_dir, data_dir=data_dir,
-                               offline=offline, device=device, quiet=as_json, new_file=new_file)
+                               offline=offline, device=device, reporter=_reporter(as_json), new_file=new_file)
     if as_json:
         report.print_json(result)
         return
@@ -646,7 +651,7 @@ def tune(ctx, configs, space_file, search, trials, timeout, sampler, sampler_see
                         dataset=dataset, trials=trials, timeout=timeout, sampler=sampler,
                         sampler_seed=sampler_seed, pruner=pruner,
                         study_name=study_name, storage=storage, device=device, runs_directory=runs_dir,
-                        data_dir=data_dir, offline=offline, quiet=as_json,
+                        data_dir=data_dir, offline=offline, reporter=_reporter(as_json),
                         verbose=ctx.find_root().params["verbose"])
     if as_json:
         report.print_json(study)

@@ -13,11 +13,10 @@ import json
 import shutil
 import sys
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mnistcls import data, images, keras_compat, plots, report, runs, runtime, spec as specs
+from mnistcls import data, images, keras_compat, plots, progress, report, runs, runtime, spec as specs
 from mnistcls.build import build_model, summarize
 from mnistcls.errors import DataError, Diverged, Interrupted, SpecError, UsageError
 
@@ -49,7 +48,7 @@ def summarize_specs(configs, overrides):
 
 
 def train_all(configs, datasets, overrides, *, resume=None, restart=False, planned=None, on_run=None, device="auto",
-              gpus=None, runs_directory=None, data_dir=None, offline=None, quiet=False):
+              gpus=None, runs_directory=None, data_dir=None, offline=None, reporter=progress.SILENT):
     """Train every planned run; return one result dict per run.
 
     `resume` names a run to continue (`restart`: train it again from its first epoch).
@@ -64,7 +63,7 @@ def train_all(configs, datasets, overrides, *, resume=None, restart=False, plann
         runs_directory = runs.worker_runs_dir(placement.task_index)
     if planned is None:
         planned = [resumed_job(resume, runs_directory)] if resume else plan(configs, datasets, overrides)
-    loaded = load_datasets({job.dataset for job in planned}, data_dir, offline, quiet)
+    loaded = load_datasets({job.dataset for job in planned}, data_dir, offline, reporter)
     from mnistcls import train  # imports TensorFlow
 
     problems = []
@@ -78,9 +77,8 @@ def train_all(configs, datasets, overrides, *, resume=None, restart=False, plann
     if problems:
         raise SpecError(problems)
     runtime.enable_determinism()
-    if not quiet:
-        report.console.print(f"Training on {placement.description}")
-    return [_train_one(job, loaded[job.dataset], placement, runs_directory, quiet, on_run, restart)
+    reporter.note(f"Training on {placement.description}")
+    return [_train_one(job, loaded[job.dataset], placement, runs_directory, reporter, on_run, restart)
             for job in planned]
 
 
@@ -121,13 +119,13 @@ def resumed_job(reference, runs_directory=None):
     return Job(spec, run.info["dataset"], run.info.get("sweep", {}), run)
 
 
-def load_datasets(names, data_dir, offline, quiet, splits=data.SPLITS):
-    with nullcontext() if quiet else report.DownloadProgress() as progress:
-        return {name: data.load(name, data_dir=data_dir, offline=offline, splits=splits, progress=progress)
+def load_datasets(names, data_dir, offline, reporter, splits=data.SPLITS):
+    with reporter.downloads() as downloads:
+        return {name: data.load(name, data_dir=data_dir, offline=offline, splits=splits, progress=downloads)
                 for name in names}
 
 
-def _train_one(job, dataset, placement, runs_directory, quiet, on_run=None, restart=False):
+def _train_one(job, dataset, placement, runs_directory, reporter, on_run=None, restart=False):
     """Train one planned job in its run folder; its result row (status "diverged" and an error if it diverged)."""
     spec = job.spec
     if job.run:  # a resumed run keeps the precision it started with, wherever it continues
@@ -143,12 +141,11 @@ def _train_one(job, dataset, placement, runs_directory, quiet, on_run=None, rest
     row = {"run": run.id, "config": spec.name, "dataset": dataset.name, "sweep": job.sweep}
     try:
         result = train_and_record(run, spec, dataset, placement, precision, title=f"{spec.name} on {dataset.name}",
-                                  quiet=quiet, restart=restart)
+                                  reporter=reporter, restart=restart)
     except Diverged as err:  # recorded; the other runs of a sweep or study still train
         return {**row, "status": "diverged", "validation": spec.train.validation, "error": str(err)}
     row = {**row, "status": "finished", **result.to_dict()}
-    if not quiet:
-        report.console.print(report.results_table([row]))
+    reporter.run_finished(row)
     return row
 
 
@@ -169,7 +166,7 @@ def run_environment(spec, dataset, placement, precision, sweep):
     }
 
 
-def train_and_record(run, spec, dataset, placement, precision, *, title, quiet, callbacks=(), test=True,
+def train_and_record(run, spec, dataset, placement, precision, *, title, reporter, callbacks=(), test=True,
                      restart=False):
     """Train `spec` in `run`'s folder and record how it ended; the TrainResult of a finished run.
 
@@ -181,9 +178,9 @@ def train_and_record(run, spec, dataset, placement, precision, *, title, quiet, 
     from mnistcls import train  # imports TensorFlow
 
     try:
-        with nullcontext() if quiet else report.TrainingProgress(f"{title}  ({precision}, run {run.path})") as progress:
+        with reporter.training(f"{title}  ({precision}, run {run.path})") as shown:
             model, result = train.fit(spec, dataset, run.path, strategy=placement.strategy, precision=precision,
-                                      progress=progress, callbacks=callbacks, test=test, restart=restart)
+                                      progress=shown, callbacks=callbacks, test=test, restart=restart)
         if test and spec.data.tta != "none":
             result = _tested_with_tta(model, dataset, spec.data.tta, result)
     except KeyboardInterrupt:
@@ -218,7 +215,7 @@ MISCLASSIFIED_SHOWN = 36  # images in the grid of misclassified test images
 
 
 def evaluate_runs(references, dataset, *, every=False, runs_directory=None, data_dir=None, offline=None,
-                  quiet=False):
+                  reporter=progress.SILENT):
     """Evaluate runs on the test split of `dataset` (None: each run's own); return one result dict per run.
 
     Without `references`, the most recent run trained on `dataset` that saved a
@@ -230,7 +227,7 @@ def evaluate_runs(references, dataset, *, every=False, runs_directory=None, data
     chosen = _runs_to_evaluate(references, dataset, every, runs_directory)
     model_paths = [_saved_model(run) for run in chosen]  # every run checked before any work
     evaluated_on = [dataset or run.info.get("dataset") for run in chosen]
-    loaded = load_datasets(set(evaluated_on), data_dir, offline, quiet, splits=("test",))
+    loaded = load_datasets(set(evaluated_on), data_dir, offline, reporter, splits=("test",))
     results = []
     for run, model_path, test in zip(chosen, model_paths, (loaded[name] for name in evaluated_on)):
         try:

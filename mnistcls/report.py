@@ -10,8 +10,6 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn,
-                           TransferSpeedColumn)
 from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
@@ -120,49 +118,6 @@ def _mflops(macs, digits):
 
 # --- training ----------------------------------------------------------------------
 
-class TrainingProgress:
-    """A live bar per epoch (steps, loss, accuracy, ETA) that leaves one line per finished epoch.
-
-    Driven by callbacks.ProgressEvents; used as a context manager around `fit`.
-    """
-
-    def __init__(self, title, out=None):
-        self.console = out or console
-        self.title = title
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[metrics]}"), TimeRemainingColumn(),
-                                 console=self.console, transient=True)
-        self.task = None
-
-    def __enter__(self):
-        self.console.print(styled(self.title, "bold"))
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.progress.stop()
-
-    def epoch_begin(self, epoch, epochs, steps):
-        self.epochs = epochs
-        self.task = self.progress.add_task(f"epoch {epoch}/{epochs}", total=steps, metrics="")
-
-    def batch_end(self, step, logs):
-        self.progress.update(self.task, completed=step, metrics=_metrics_text(logs))
-
-    def epoch_end(self, epoch, logs, seconds):
-        self.progress.remove_task(self.task)
-        width = len(str(self.epochs))
-        self.console.print(f"epoch {epoch:>{width}}/{self.epochs}  {_metrics_text(logs)}  {seconds:6.1f}s")
-
-
-def _metrics_text(logs):
-    parts = []
-    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
-        if key in logs:
-            parts.append(f"{key} {logs[key]:.4f}")
-    return "  ".join(parts)
-
-
 def results_table(results, title="Results"):
     """One row per run (its id names config and dataset), plus a column per swept field.
 
@@ -203,28 +158,6 @@ def _best_val(row, mark_test):
 
 def _number(x, digits=4):
     return "-" if x is None else f"{x:.{digits}f}"
-
-
-class DownloadProgress:
-    """A progress bar per downloaded file; called as progress(description, done_bytes, total_bytes)."""
-
-    def __init__(self, out=None):
-        self.progress = Progress(TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(),
-                                 TransferSpeedColumn(), TimeRemainingColumn(), console=out or err_console,
-                                 transient=False)
-        self.tasks = {}
-
-    def __enter__(self):
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.progress.stop()
-
-    def __call__(self, description, done, total):
-        if description not in self.tasks:
-            self.tasks[description] = self.progress.add_task(description, total=total)
-        self.progress.update(self.tasks[description], completed=done, total=total)
 
 
 # --- data ----------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import yaml
 
-from mnistcls import checks, data, jobs, plots, report, runs, runtime, spec as specs
+from mnistcls import checks, data, jobs, plots, progress, report, runs, runtime, spec as specs
 from mnistcls.errors import Interrupted, Problem, SpecError, UsageError
 from mnistcls.files import name_part, read_json, write_json, write_text
 
@@ -347,7 +347,7 @@ def _dataset_label(dataset):
 # --- running ----------------------------------------------------------------------------
 
 def run_study(name_or_path, *, epochs=None, datasets=(), runs_directory=None, data_dir=None, offline=None,
-              device="auto", quiet=False, new_file):
+              device="auto", reporter=progress.SILENT, new_file):
     """Train what is left of a study, then write its table (Markdown, CSV) and sweep plots.
 
     `new_file(path)` gives a path that is not taken yet (the CLI's rule for new files).
@@ -379,7 +379,7 @@ def run_study(name_or_path, *, epochs=None, datasets=(), runs_directory=None, da
     if planned:
         try:
             jobs.train_all(None, None, None, planned=planned, on_run=record, device=device,
-                           runs_directory=runs_directory, data_dir=data_dir, offline=offline, quiet=quiet)
+                           runs_directory=runs_directory, data_dir=data_dir, offline=offline, reporter=reporter)
         except Interrupted as err:
             raise Interrupted(f"{err}; or run the study again, which resumes it: mnistcls study "
                               f"{shlex.quote(str(name_or_path))}{_narrowing_options(epochs, datasets)}") from None

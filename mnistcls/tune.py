@@ -42,7 +42,7 @@ import optuna
 import yaml
 from optuna.trial import TrialState
 
-from mnistcls import checks, jobs, plots, report, runs, runtime, search as spaces, spec as specs
+from mnistcls import checks, jobs, plots, progress, runs, runtime, search as spaces, spec as specs
 from mnistcls.build import build_model
 from mnistcls.errors import Diverged, Interrupted, MnistclsError, SpecError, UsageError
 from mnistcls.files import name_part, numbered, write_json, write_text
@@ -69,7 +69,7 @@ class _TrialFailed(Exception):
 
 def tune(config=None, *, space_file=None, search=(), overrides=(), dataset=None, trials, timeout=None,
          sampler="tpe", sampler_seed=None, pruner="median", study_name=None, storage=None, device="auto",
-         runs_directory=None, data_dir=None, offline=None, quiet=False, verbose=False):
+         runs_directory=None, data_dir=None, offline=None, reporter=progress.SILENT, verbose=False):
     """Run trials until the study has `trials` COMPLETE + PRUNED trials (or `timeout` seconds pass).
 
     Returns `results(study, ...)` of the whole study, the best trial's test accuracy
@@ -100,13 +100,12 @@ def tune(config=None, *, space_file=None, search=(), overrides=(), dataset=None,
         raise UsageError("tune trains each trial in one process: unset TF_CONFIG and start a `mnistcls tune` "
                          "per machine on one --storage instead")
     dataset_name = setup["spec"]["data"]["dataset"]
-    loaded = jobs.load_datasets([dataset_name], data_dir, offline, quiet)[dataset_name]
+    loaded = jobs.load_datasets([dataset_name], data_dir, offline, reporter)[dataset_name]
     runtime.enable_determinism()
-    objective = _Objective(study, setup, params, loaded, placement, runs_directory, trials, quiet)
+    objective = _Objective(study, setup, params, loaded, placement, runs_directory, trials, reporter)
     _end_lost_trials(study, runs_directory)
-    if not quiet:
-        report.console.print(report.plain(f"Study {name} in {where}: {_counted(study)} of {trials} trials done; "
-                                          f"training on {placement.description}"))
+    reporter.note(f"Study {name} in {where}: {_counted(study)} of {trials} trials done; "
+                  f"training on {placement.description}")
     enough = optuna.study.MaxTrialsCallback(trials, states=(*COUNTED, TrialState.RUNNING))
     try:
         if len(study.get_trials(deepcopy=False, states=(*COUNTED, TrialState.RUNNING))) < trials:
@@ -266,9 +265,9 @@ class PruningCallback(keras.callbacks.Callback):
 class _Objective:
     """One trial: draw values, resolve and check the spec, train it as an ordinary run."""
 
-    def __init__(self, study, setup, params, dataset, placement, runs_directory, target, quiet):
+    def __init__(self, study, setup, params, dataset, placement, runs_directory, target, reporter):
         self.study, self.setup, self.params, self.dataset = study, setup, params, dataset
-        self.placement, self.runs_directory, self.target, self.quiet = placement, runs_directory, target, quiet
+        self.placement, self.runs_directory, self.target, self.reporter = placement, runs_directory, target, reporter
         self.hold_out = [f"train.validation={setup['hold_out']}"] if setup["hold_out"] else []
         self.current = None
         self.failures = 0  # trials failed in a row here
@@ -313,7 +312,7 @@ class _Objective:
         pruning = PruningCallback(trial)
         title = f"{spec.name}, trial {trial.number}: " + ", ".join(f"{k}={_short(v)}" for k, v in values.items())
         try:
-            result = jobs.train_and_record(run, spec, dataset, placement, precision, title=title, quiet=self.quiet,
+            result = jobs.train_and_record(run, spec, dataset, placement, precision, title=title, reporter=self.reporter,
                                            callbacks=[pruning], test=False)
         except Interrupted:  # the run is recorded as interrupted; tune() queues the trial again
             trial.set_user_attr("error", "interrupted (Ctrl-C)")
