@@ -17,6 +17,7 @@ from mnistcls.pipeline import EVAL_BATCH_SIZE
 INPUT_NAME = "image"
 
 
+@dataclass(frozen=True)
 class Format:
     """One export format: how to write it, how its own runtime runs it, and what it needs installed."""
 
