@@ -14,6 +14,7 @@ from mnistcls import __version__, progress, report
 from mnistcls.errors import MnistclsError, UsageError
 from mnistcls.files import new_file
 from mnistcls.runs import ORDERS as RUN_ORDERS
+from mnistcls.runtime import DEFAULT_DEVICE, DEVICES
 from mnistcls.shorthands import SHORTHANDS, as_overrides
 from mnistcls.spec import PRECISIONS
 
@@ -64,7 +65,7 @@ def shorthand_option(name, type, metavar, note=""):
 
 precision_option = shorthand_option("precision", click.Choice(PRECISIONS), "P", " (default: the spec's, auto)")
 
-device_option = click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default="auto",
+device_option = click.option("--device", type=click.Choice(DEVICES), default=DEFAULT_DEVICE,
                              show_default=True, help="auto uses the GPUs when there are any.")
 
 runs_dir_option = click.option("--runs-dir", type=click.Path(file_okay=False), metavar="DIR",

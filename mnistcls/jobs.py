@@ -47,7 +47,7 @@ def summarize_specs(configs, overrides):
     return summaries
 
 
-def train_all(configs, datasets, overrides, *, resume=None, restart=False, planned=None, on_run=None, device="auto",
+def train_all(configs, datasets, overrides, *, resume=None, restart=False, planned=None, on_run=None, device=runtime.DEFAULT_DEVICE,
               gpus=None, runs_directory=None, data_dir=None, offline=None, reporter=progress.SILENT):
     """Train every planned run; return one result dict per run.
 

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 
 from mnistcls.errors import GPUUnavailableError, UsageError
 
+DEVICES = ("auto", "cpu", "gpu")
+DEFAULT_DEVICE = "auto"  # the GPUs when there are any, else the CPU
+
 
 def import_tensorflow(verbose=False):
     """Import TensorFlow (and Keras) once, silencing its start-up chatter unless `verbose`."""
@@ -60,7 +63,7 @@ class Placement:
         return self.task_index == 0
 
 
-def select_strategy(device="auto", gpus=None):
+def select_strategy(device=DEFAULT_DEVICE, gpus=None):
     """The Placement for `--device`, `--gpus` and a TF_CONFIG cluster.
 
     auto uses every visible GPU (or the first `gpus`), else the CPU; gpu without a

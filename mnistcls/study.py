@@ -305,7 +305,7 @@ def prepare(name_or_path, *, epochs=None, datasets=(), runs_directory=None):
 
 # --- dry run ----------------------------------------------------------------------------
 
-def dry_run(name_or_path, *, epochs=None, datasets=(), runs_directory=None, device="auto"):
+def dry_run(name_or_path, *, epochs=None, datasets=(), runs_directory=None, device=runtime.DEFAULT_DEVICE):
     """What a pass would train and how long it would take, from `bench`; trains nothing.
 
     Returns {"study", "folder", "units": [{"experiment", "dataset", "sweep", "status",
@@ -347,7 +347,7 @@ def _dataset_label(dataset):
 # --- running ----------------------------------------------------------------------------
 
 def run_study(name_or_path, *, epochs=None, datasets=(), runs_directory=None, data_dir=None, offline=None,
-              device="auto", reporter=progress.SILENT, new_file):
+              device=runtime.DEFAULT_DEVICE, reporter=progress.SILENT, new_file):
     """Train what is left of a study, then write its table (Markdown, CSV) and sweep plots.
 
     `new_file(path)` gives a path that is not taken yet (the CLI's rule for new files).

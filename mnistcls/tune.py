@@ -68,7 +68,7 @@ class _TrialFailed(Exception):
 
 
 def tune(config=None, *, space_file=None, search=(), overrides=(), dataset=None, trials, timeout=None,
-         sampler="tpe", sampler_seed=None, pruner="median", study_name=None, storage=None, device="auto",
+         sampler="tpe", sampler_seed=None, pruner="median", study_name=None, storage=None, device=runtime.DEFAULT_DEVICE,
          runs_directory=None, data_dir=None, offline=None, reporter=progress.SILENT, verbose=False):
     """Run trials until the study has `trials` COMPLETE + PRUNED trials (or `timeout` seconds pass).
 
