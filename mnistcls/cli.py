@@ -177,7 +177,8 @@ def train(ctx, configs, datasets, epochs, batch_size, lr, seed, precision, overr
                          "every option that changes the spec")
     _tensorflow(ctx)
     results = jobs.train_all(configs, datasets, overrides, resume=resume, restart=restart, device=device,
-                             gpus=gpus, runs_directory=runs_dir, data_dir=data_dir, offline=offline, reporter=_reporter(as_json))
+                             gpus=gpus, runs_directory=runs_dir, data_dir=data_dir, offline=offline,
+                             reporter=_reporter(as_json))
     diverged = [row for row in results if row["status"] == "diverged"]
     if as_json:
         report.print_json(results)

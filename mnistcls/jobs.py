@@ -47,8 +47,9 @@ def summarize_specs(configs, overrides):
     return summaries
 
 
-def train_all(configs, datasets, overrides, *, resume=None, restart=False, planned=None, on_run=None, device=runtime.DEFAULT_DEVICE,
-              gpus=None, runs_directory=None, data_dir=None, offline=None, reporter=progress.SILENT):
+def train_all(configs, datasets, overrides, *, resume=None, restart=False, planned=None, on_run=None,
+              device=runtime.DEFAULT_DEVICE, gpus=None, runs_directory=None, data_dir=None, offline=None,
+              reporter=progress.SILENT):
     """Train every planned run; return one result dict per run.
 
     `resume` names a run to continue (`restart`: train it again from its first epoch).

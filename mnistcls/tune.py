@@ -68,8 +68,9 @@ class _TrialFailed(Exception):
 
 
 def tune(config=None, *, space_file=None, search=(), overrides=(), dataset=None, trials, timeout=None,
-         sampler="tpe", sampler_seed=None, pruner="median", study_name=None, storage=None, device=runtime.DEFAULT_DEVICE,
-         runs_directory=None, data_dir=None, offline=None, reporter=progress.SILENT, verbose=False):
+         sampler="tpe", sampler_seed=None, pruner="median", study_name=None, storage=None,
+         device=runtime.DEFAULT_DEVICE, runs_directory=None, data_dir=None, offline=None, reporter=progress.SILENT,
+         verbose=False):
     """Run trials until the study has `trials` COMPLETE + PRUNED trials (or `timeout` seconds pass).
 
     Returns `results(study, ...)` of the whole study, the best trial's test accuracy
@@ -312,8 +313,8 @@ class _Objective:
         pruning = PruningCallback(trial)
         title = f"{spec.name}, trial {trial.number}: " + ", ".join(f"{k}={_short(v)}" for k, v in values.items())
         try:
-            result = jobs.train_and_record(run, spec, dataset, placement, precision, title=title, reporter=self.reporter,
-                                           callbacks=[pruning], test=False)
+            result = jobs.train_and_record(run, spec, dataset, placement, precision, title=title,
+                                           reporter=self.reporter, callbacks=[pruning], test=False)
         except Interrupted:  # the run is recorded as interrupted; tune() queues the trial again
             trial.set_user_attr("error", "interrupted (Ctrl-C)")
             raise KeyboardInterrupt from None
