@@ -95,6 +95,17 @@ def model_copies(run_dir):
     return [run_dir / "model.keras", run_dir / PREVIOUS_MODEL]
 
 
+def discard_epochs(run_dir):
+    """Remove what a run's trained epochs left (models, history, TensorBoard logs), for --restart.
+
+    Left behind, the old history.csv would stand until the first new epoch and TensorBoard
+    would draw the old curves over the new ones.
+    """
+    for path in [*model_copies(run_dir), run_dir / "history.json", run_dir / "history.csv"]:
+        path.unlink(missing_ok=True)
+    shutil.rmtree(run_dir / "tensorboard", ignore_errors=True)
+
+
 def cannot_resume(run_dir, why):
     raise MnistclsError(f"cannot resume {run_dir}: {why}. To train it again from its first epoch, discarding "
                         f"the epochs it holds: mnistcls train --resume {run_dir.name} --restart")

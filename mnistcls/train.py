@@ -19,7 +19,7 @@ import tensorflow as tf
 from mnistcls import keras_compat, optimizers
 from mnistcls.build import build_model, summarize
 from mnistcls.callbacks import EpochRecorder, ProgressEvents, RandomnessPerEpoch, RestoreState, SavingSection
-from mnistcls.checkpoints import model_copies, save_model, saved_state
+from mnistcls.checkpoints import discard_epochs, save_model, saved_state
 from mnistcls.errors import Diverged, SpecError
 from mnistcls.metrics import history_figures
 from mnistcls.pipeline import EVAL_BATCH_SIZE, batches, held_out, pixel_stats, split, training_batches
@@ -72,8 +72,7 @@ def fit(spec, dataset, run_dir, *, strategy, precision, progress=None, callbacks
     train_x, train_y, val_x, val_y = split(dataset, spec.train)
     steps = steps_per_epoch(spec.train, len(dataset.x_train))
     if restart:
-        for path in model_copies(run_dir):
-            path.unlink(missing_ok=True)
+        discard_epochs(run_dir)
         state, history = None, []
     else:
         state, history = saved_state(run_dir, strategy)

@@ -84,11 +84,16 @@ def test_a_history_that_does_not_reach_the_model_is_refused(stopped, history, me
 def test_restart_trains_a_damaged_run_again_from_its_first_epoch(stopped, stopped_run):
     damage(stopped.path / "model.keras")
     damage(stopped.path / "backup" / "previous.keras")
+    old_logs = stopped.path / "tensorboard" / "train" / "events.out.tfevents.old"
+    old_logs.parent.mkdir(parents=True, exist_ok=True)
+    old_logs.write_bytes(b"the epochs --restart discards")
     result = resume(stopped, "--restart")
     assert result.exit_code == 0, result.output
     history = stopped.history
     assert [row["epoch"] for row in history] == [1, 2, 3]
     assert all(same_epoch(a, b) for a, b in zip(history, stopped_run.history))
+    assert not old_logs.exists() and (stopped.path / "tensorboard").is_dir()  # new logs only
+    assert len((stopped.path / "history.csv").read_text().splitlines()) == 1 + 3
 
 
 def test_restart_needs_a_run_to_resume():
