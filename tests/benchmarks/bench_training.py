@@ -4,8 +4,9 @@ Run by hand (not collected by the test suite), on a quiet machine, with MNIST wh
 mnistcls finds it (e.g. MNISTCLS_DATA_DIR=../shared/data):
 
     .venv/bin/python tests/benchmarks/bench_training.py            # about 12 minutes on 2 cores
-    .venv/bin/python tests/benchmarks/bench_training.py --best     # adds best_mnist and best_fashion (+25 min)
+    .venv/bin/python tests/benchmarks/bench_training.py --best     # adds best_mnist and best_fashion (4-5x each)
     .venv/bin/python tests/benchmarks/bench_training.py --recipes-only --best --dataset fashion
+    .venv/bin/python tests/benchmarks/bench_training.py --recipes-only --recipe fast_mnist --recipe best_mnist
 
 Every figure is measured in this run, the baseline included, because machines
 differ and this kind of machine is noisy: compare figures from one run only. It prints:
@@ -52,9 +53,12 @@ for _recipe, (_, _accuracy, _ratio) in RECIPES.items():
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3, help="measured epochs per side (after 1 warm-up)")
-    parser.add_argument("--best", action="store_true", help="also time best_mnist and best_fashion (about 25 min)")
+    parser.add_argument("--best", action="store_true",
+                        help="also time best_mnist and best_fashion (each about 4-5x the seed recipe)")
     parser.add_argument("--dataset", choices=["mnist", "fashion"], action="append",
                         help="time the recipes of this dataset only (repeatable; default both)")
+    parser.add_argument("--recipe", choices=list(RECIPES), action="append",
+                        help="time this recipe only (repeatable; instead of --best)")
     parser.add_argument("--recipes-only", action="store_true", help="only section 2, the recipes")
     args = parser.parse_args()
     figures = {}
@@ -62,9 +66,10 @@ def main():
         if not args.recipes_only:
             figures.update(per_epoch(args.epochs, runs_dir))
         for dataset in args.dataset or ["mnist", "fashion"]:
-            recipes = [name for name, (on, _, _) in RECIPES.items()
-                       if on == dataset and (args.best or name.startswith("fast_"))]
-            figures.update(recipes_against_the_seed(dataset, recipes, runs_dir))
+            recipes = [name for name, (on, _, _) in RECIPES.items() if on == dataset and (
+                name in args.recipe if args.recipe else args.best or name.startswith("fast_"))]
+            if recipes:
+                figures.update(recipes_against_the_seed(dataset, recipes, runs_dir))
         if not args.recipes_only:
             figures.update(memory_and_startup(runs_dir))
             figures.update(throughput())
@@ -219,7 +224,8 @@ def print_summary(figures):
         value = figures[name]
         met = value >= target if kind == "min" else value <= target
         bound = ">=" if kind == "min" else "<="
-        print(f"   {name:<36} {value:8.2f} {unit:<2} (target {bound} {target:.3g} {unit}): {'met' if met else 'MISSED'}")
+        verdict = "met" if met else "MISSED"
+        print(f"   {name:<36} {value:8.2f} {unit:<2} (target {bound} {target:.3g} {unit}): {verdict}")
 
 
 if __name__ == "__main__":
