@@ -80,7 +80,8 @@ def build_model(spec, input_shape=MNIST_SHAPE, num_classes=10, pixel_stats=(0.0,
         _, layer_type = layers.resolve(layer_spec.type)
         if layer_type.flat_input and len(x.shape) > 2:
             problems.append(spec.problem(path, f"'{layer_spec.type}' needs flat input but gets shape "
-                                         f"{format_shape(x.shape)}: add `- flatten` or a global pooling layer before it"))
+                                         f"{format_shape(x.shape)}: add `- flatten` or a global pooling "
+                                         "layer before it"))
             break
         args = {"dtype": "float32" if last else dtype, **layer_spec.args}
         try:

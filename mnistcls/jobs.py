@@ -456,4 +456,3 @@ def show_samples(dataset, split, count, seed, *, data_dir=None, offline=None, pa
     path = path or new_file(f"{loaded.name}-{split}-samples.png")
     return plots.image_grid(images[picked], [loaded.class_names[labels[i]] for i in picked], path,
                             title=f"{loaded.name}, {split} split: {len(picked)} images")
-

@@ -182,7 +182,8 @@ def _type_problem(value, default):
         # Sizes and strides are whole numbers; a default holding a float (a range such as
         # RandomErasing's scale=(0.02, 0.33)) takes any numbers.
         kinds = (int, float) if any(isinstance(v, float) for v in default) else (int,)
-        ok = all(isinstance(v, kinds) and not isinstance(v, bool) for v in (value if isinstance(value, list) else [value]))
+        values = value if isinstance(value, list) else [value]
+        ok = all(isinstance(v, kinds) and not isinstance(v, bool) for v in values)
         expected = "a number or a list of numbers" if float in kinds else "an integer or a list of integers"
     else:
         return None

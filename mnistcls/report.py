@@ -377,8 +377,9 @@ def study_cells(rows):
         return "-" if accuracy is None else f"{percent(accuracy)} {on}"
 
     cells = [[experiment_text(r), r["dataset"], count(r["params"]) if r.get("params") else "-",
-              "diverged" if r.get("status") == "diverged" else percent(r.get("test_accuracy")), best(r), str(r.get("epochs") or "-"), duration(r.get("seconds")),
-              _reported(r.get("reported"))] for r in rows]
+              "diverged" if r.get("status") == "diverged" else percent(r.get("test_accuracy")), best(r),
+              str(r.get("epochs") or "-"), duration(r.get("seconds")), _reported(r.get("reported"))]
+             for r in rows]
     return STUDY_COLUMNS, cells
 
 

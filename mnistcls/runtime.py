@@ -46,7 +46,6 @@ def stderr_to_devnull():
         os.close(saved)
 
 
-
 @dataclass
 class Placement:
     """Where training runs: the tf.distribute strategy, and what to tell the user about it."""

@@ -172,8 +172,9 @@ def _read_space_file(raw, origins, source, entries, problems):
         return [], {}
     for key in raw:
         if key not in allowed:
-            problems.append(specs.locate(origins, source, str(key), "unknown section" + checks.did_you_mean(str(key), allowed)
-                                + f"; allowed: {', '.join(allowed)}"))
+            problems.append(specs.locate(origins, source, str(key), "unknown section"
+                                         + checks.did_you_mean(str(key), allowed)
+                                         + f"; allowed: {', '.join(allowed)}"))
     _collect(raw["search"], "search", origins, source, entries, problems)
     fixed = raw.get("set") or {}
     if not isinstance(fixed, dict):

@@ -160,7 +160,8 @@ def test_without_the_extra_export_says_what_to_install(tiny_run, tmp_path, monke
     runs_dir, run_id = tiny_run
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # `import onnxruntime` now raises ImportError
     result = run_export(runs_dir, run_id, "-f", "onnx", "--out", str(tmp_path / "out"))
-    assert result.exit_code == 2 and "pip install 'mnistcls[export]'" in result.output and "onnxruntime" in result.output
+    assert result.exit_code == 2
+    assert "pip install 'mnistcls[export]'" in result.output and "onnxruntime" in result.output
     assert not (tmp_path / "out").exists()
 
 

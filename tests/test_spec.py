@@ -98,13 +98,13 @@ def test_defaults_make_a_minimal_spec_a_layer_list():
     assert spec.data.preprocess == "scale"
 
 
-
 def test_a_bare_value_sets_the_primary_argument_by_short_or_keras_name():
     spec = specs.parse_spec("model: [flatten, {Dense: 32}, {dropout: 0.5}, {dense: 10}, {activation: softmax}]",
                             "bare.yaml")
     assert [(layer.type, layer.args) for layer in spec.model] == [
         ("flatten", {}), ("Dense", {"units": 32}), ("dropout", {"rate": 0.5}), ("dense", {"units": 10}),
         ("activation", {"activation": "softmax"})]
+
 
 def test_sweep_values_split_on_commas_but_not_inside_yaml_lists():
     assert specs.split_sweep("train.optimizer.learning_rate=0.01,0.1") == [
@@ -139,7 +139,8 @@ def test_numbers_in_exponent_form_are_numbers_in_files_and_overrides():
                             "train: {optimizer: {name: adam, learning_rate: 1e-3}}\n", "e.yaml",
                             ["train.schedule={name: inverse_time, decay: 1e-6}"])
     assert spec.train.optimizer.learning_rate == 0.001 and spec.train.schedule.decay == 1e-6
-    assert specs.load_spec("cnn_relu.yaml", ["train.optimizer.learning_rate=1e-4"]).train.optimizer.learning_rate == 1e-4
+    overridden = specs.load_spec("cnn_relu.yaml", ["train.optimizer.learning_rate=1e-4"])
+    assert overridden.train.optimizer.learning_rate == 1e-4
 
 
 def test_summary_of_several_specs_reports_the_problems_of_all_of_them():
