@@ -16,7 +16,7 @@ import numpy as np
 
 from mnistcls import metrics
 from mnistcls.errors import MnistclsError, UsageError
-from mnistcls.pipeline import EVAL_BATCH_SIZE
+from mnistcls.pipeline import image_batches
 
 TOP_CONFUSIONS = 5  # how many of the most frequent mistakes are named
 
@@ -124,7 +124,7 @@ def model_outputs(model, images, tta):
     flip averages each image's outputs with those of its left-right mirror: the
     prediction is then the same for an image and its mirror, as a garment's class is.
     """
-    return with_tta(lambda pixels: model.predict(pixels[..., None], batch_size=EVAL_BATCH_SIZE, verbose=0), images, tta)
+    return with_tta(lambda pixels: model.predict(image_batches(pixels), verbose=0), images, tta)
 
 
 def with_tta(predict, images, tta):
