@@ -121,18 +121,40 @@ def classify(model, images, top, tta):
 def model_outputs(model, images, tta):
     """The model's outputs for (N, H, W) pixel arrays, under test-time augmentation `tta`.
 
-    flip averages each image's outputs with those of its left-right mirror: the
-    prediction is then the same for an image and its mirror, as a garment's class is.
+    Under flip (and flip_shift) the prediction is the same for an image and its
+    mirror, as a garment's class is.
     """
     return with_tta(lambda pixels: model.predict(image_batches(pixels), verbose=0), images, tta)
 
 
+# The views of each test-time augmentation (spec.TEST_TIME_AUGMENTATIONS, a test keeps the
+# two in step): (pixel shifts as (rows down, columns right), whether each is also mirrored).
+_ONE_PIXEL = ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1))
+TTA_VIEWS = {"none": (((0, 0),), False), "flip": (((0, 0),), True),
+             "shift": (_ONE_PIXEL, False), "flip_shift": (_ONE_PIXEL, True)}
+
+
 def with_tta(predict, images, tta):
-    """`predict(images)` (any runtime's, on (N, H, W) pixels) under test-time augmentation `tta`."""
-    outputs = predict(images)
-    if tta == "flip":
-        outputs = (outputs + predict(np.ascontiguousarray(images[:, :, ::-1]))) / 2
-    return outputs
+    """`predict` (any runtime's, on (N, H, W) pixels) averaged over the views of `images` that `tta` names."""
+    shifts, mirrored = TTA_VIEWS[tta]
+    outputs = 0
+    for rows, columns in shifts:
+        view = shifted(images, rows, columns)
+        outputs = outputs + predict(view)
+        if mirrored:
+            outputs = outputs + predict(np.ascontiguousarray(view[:, :, ::-1]))
+    return outputs / (len(shifts) * (2 if mirrored else 1))
+
+
+def shifted(images, rows, columns):
+    """(N, H, W) `images` moved `rows` pixels down and `columns` right; the edge they uncover is black."""
+    if rows == columns == 0:
+        return images
+    height, width = images.shape[1:3]
+    moved = np.zeros_like(images)
+    moved[:, max(rows, 0):height + min(rows, 0), max(columns, 0):width + min(columns, 0)] = \
+        images[:, max(-rows, 0):height + min(-rows, 0), max(-columns, 0):width + min(-columns, 0)]
+    return moved
 
 
 def rank(probabilities, top):

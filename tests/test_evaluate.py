@@ -181,3 +181,51 @@ def test_flip_test_time_augmentation_is_recorded_reproduced_and_mirror_invariant
     mirrored = dataclasses.replace(test, x_test=np.ascontiguousarray(test.x_test[:, :, ::-1]))
     np.testing.assert_array_equal(evaluation.evaluate(model, mirrored, "flip").predicted,
                                   evaluation.evaluate(model, test, "flip").predicted)
+
+
+def test_every_test_time_augmentation_of_the_spec_has_its_views():
+    from mnistcls import evaluate as evaluation, spec as specs
+
+    assert set(evaluation.TTA_VIEWS) == set(specs.TEST_TIME_AUGMENTATIONS)
+
+
+def test_a_shifted_image_moves_by_one_pixel_and_its_uncovered_edge_is_black():
+    from mnistcls.evaluate import shifted
+
+    image = np.arange(1, 10, dtype=np.uint8).reshape(1, 3, 3)
+    np.testing.assert_array_equal(shifted(image, 1, 0)[0], [[0, 0, 0], [1, 2, 3], [4, 5, 6]])
+    np.testing.assert_array_equal(shifted(image, 0, -1)[0], [[2, 3, 0], [5, 6, 0], [8, 9, 0]])
+    np.testing.assert_array_equal(shifted(image, 0, 0), image)
+
+
+@pytest.mark.parametrize("tta, views", [("none", 1), ("flip", 2), ("shift", 5), ("flip_shift", 10)])
+def test_test_time_augmentation_averages_its_views(tta, views):
+    from mnistcls.evaluate import with_tta
+
+    seen = []
+
+    def predict(pixels):  # a stand-in runtime: one output row per image, its pixel sum
+        seen.append(pixels)
+        return pixels.reshape(len(pixels), -1).sum(axis=1, keepdims=True).astype(np.float64)
+
+    images = np.random.default_rng(0).integers(1, 256, (4, 28, 28)).astype(np.uint8)
+    outputs = with_tta(predict, images, tta)
+    assert len(seen) == views
+    # Each view of a one-pixel shift loses one edge row or column: the average is a mean over the views.
+    np.testing.assert_allclose(outputs, sum(predict(v) for v in seen[:views]) / views)
+    assert outputs.shape == (4, 1)
+
+
+def test_flip_shift_gives_an_image_and_its_mirror_the_same_prediction_and_shift_alone_does_not():
+    from mnistcls.evaluate import with_tta
+
+    rng = np.random.default_rng(1)
+    weights = rng.normal(size=(28 * 28, 10))
+
+    def predict(pixels):  # a linear stand-in model with no symmetry of its own
+        return pixels.reshape(len(pixels), -1).astype(np.float64) @ weights
+
+    images = rng.integers(0, 256, (8, 28, 28)).astype(np.uint8)
+    mirrored = np.ascontiguousarray(images[:, :, ::-1])
+    np.testing.assert_allclose(with_tta(predict, mirrored, "flip_shift"), with_tta(predict, images, "flip_shift"))
+    assert not np.allclose(with_tta(predict, mirrored, "shift"), with_tta(predict, images, "shift"))

@@ -109,6 +109,7 @@ def test_each_artefact_has_a_model_card(exported, small_fashion):
     assert [c["name"] for c in card["classes"]] == names and [c["label"] for c in card["classes"]] == list(range(10))
     assert card["input"]["dtype"] == "uint8" and card["input"]["shape"] == [None, 28, 28, 1]
     assert card["photo_preparation"]["style"] == "mnist" and card["test_time_augmentation"] == "none"
+    assert card["test_time_augmentation_views"] == "the image alone"
     assert card["training"]["spec"]["name"] == "tiny_cnn" and card["training"]["data"]["source"]
     assert card["test_accuracy"]["keras_model"] == pytest.approx(np.mean(keras_top1(model, dataset) == dataset.y_test))
     assert {"mnistcls", "tensorflow", "keras", "ai-edge-litert"} <= set(card["versions"])

@@ -40,7 +40,7 @@ from mnistcls.errors import MnistclsError, UsageError
 from mnistcls.export.formats import FORMATS, INPUT_NAME, SUFFIXES, Runner
 from mnistcls.files import read_json, write_json
 from mnistcls.pipeline import EVAL_BATCH_SIZE
-from mnistcls.spec import STYLES
+from mnistcls.spec import STYLES, TEST_TIME_AUGMENTATIONS
 
 EXTRA = "pip install 'mnistcls[export]'"
 QUANTIZATIONS = ("none", "float16", "int8")  # TFLite only; the other formats are float32
@@ -312,7 +312,7 @@ def _remove(path):
 
 def _write_card(path, fmt, quantization, run, dataset, runner, checked, keras_accuracy):
     info = run.info
-    style = runs.picture_style(run)
+    style, tta = runs.picture_style(run), runs.test_time_augmentation(run)
     card = {
         "exported_by": "mnistcls",
         "file": path.name,
@@ -329,8 +329,9 @@ def _write_card(path, fmt, quantization, run, dataset, runner, checked, keras_ac
         "output": {**runner.output, "meaning": "probability of each class, in label order"},
         # How a photo must be prepared before any artefact sees it: as `mnistcls predict` does.
         "photo_preparation": {"style": style, "how": STYLES[style], "reference": "mnistcls.images.load_picture"},
-        # The run's test figures average each picture with its mirror under `flip`; predict --model does too.
-        "test_time_augmentation": runs.test_time_augmentation(run),
+        # The run's test figures average the predictions of these views of a picture; predict --model does too.
+        "test_time_augmentation": tta,
+        "test_time_augmentation_views": TEST_TIME_AUGMENTATIONS[tta],
         "training": {"spec": run.spec_data, "dataset": info.get("dataset"), "data": info.get("data"),
                      "precision": info.get("precision"), "trained_versions": info.get("versions")},
         "test_accuracy": {"this_file": checked.test_accuracy, "keras_model": keras_accuracy,

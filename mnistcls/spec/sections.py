@@ -28,7 +28,15 @@ MONITORED = ("val_loss", "val_accuracy", "loss", "accuracy")  # what training lo
 LOSSES = ("categorical_crossentropy", "sparse_categorical_crossentropy")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 PREPROCESSING = ("scale", "standardize")
-TEST_TIME_AUGMENTATIONS = ("none", "flip")
+# Test-time augmentations: the views of a test image whose predictions are averaged
+# (evaluate.TTA_VIEWS makes them). A one-pixel shift keeps a digit or a garment what it
+# is; a mirror keeps a garment a garment, not a digit.
+TEST_TIME_AUGMENTATIONS = {
+    "none": "the image alone",
+    "flip": "the image and its left-right mirror (for garments)",
+    "shift": "the image and its four one-pixel shifts (up, down, left, right; the edge filled with black)",
+    "flip_shift": "the image and its four one-pixel shifts, each also mirrored left-right: ten views (for garments)",
+}
 
 # How each picture `predict` is given is prepared, as the training images of a dataset were:
 STYLES = {
@@ -94,8 +102,8 @@ class DataSpec:
         + "; auto: the built-in dataset's own, mnist for a folder", lambda v: checks.one_of(v, ("auto", *STYLES))))
 
     tta: str = field(default="none", metadata=_doc(
-        "test-time augmentation, used by the final test, evaluate and predict: none, or flip (average each "
-        "image's prediction with its left-right mirror's: for garments, not for digits)",
+        "test-time augmentation, used by the final test, evaluate and predict: the average prediction over "
+        + "; ".join(f"{k}: {v}" for k, v in TEST_TIME_AUGMENTATIONS.items()),
         lambda v: checks.one_of(v, TEST_TIME_AUGMENTATIONS)))
 
     def picture_style(self):
