@@ -17,6 +17,7 @@ import numpy as np
 from mnistcls import metrics
 from mnistcls.errors import MnistclsError, UsageError
 from mnistcls.pipeline import image_batches
+from mnistcls.spec import TEST_TIME_AUGMENTATIONS
 
 TOP_CONFUSIONS = 5  # how many of the most frequent mistakes are named
 
@@ -127,23 +128,17 @@ def model_outputs(model, images, tta):
     return with_tta(lambda pixels: model.predict(image_batches(pixels), verbose=0), images, tta)
 
 
-# The views of each test-time augmentation (spec.TEST_TIME_AUGMENTATIONS, a test keeps the
-# two in step): (pixel shifts as (rows down, columns right), whether each is also mirrored).
-_ONE_PIXEL = ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1))
-TTA_VIEWS = {"none": (((0, 0),), False), "flip": (((0, 0),), True),
-             "shift": (_ONE_PIXEL, False), "flip_shift": (_ONE_PIXEL, True)}
-
-
 def with_tta(predict, images, tta):
-    """`predict` (any runtime's, on (N, H, W) pixels) averaged over the views of `images` that `tta` names."""
-    shifts, mirrored = TTA_VIEWS[tta]
+    """`predict` (any runtime's, on (N, H, W) pixels) averaged over the views of `images` that `tta`
+    (a name of spec.TEST_TIME_AUGMENTATIONS) stands for."""
+    views = TEST_TIME_AUGMENTATIONS[tta]
     outputs = 0
-    for rows, columns in shifts:
+    for rows, columns in views.shifts:
         view = shifted(images, rows, columns)
         outputs = outputs + predict(view)
-        if mirrored:
+        if views.mirrored:
             outputs = outputs + predict(np.ascontiguousarray(view[:, :, ::-1]))
-    return outputs / (len(shifts) * (2 if mirrored else 1))
+    return outputs / (len(views.shifts) * (2 if views.mirrored else 1))
 
 
 def shifted(images, rows, columns):

@@ -66,7 +66,7 @@ def batches(x, y, batch_size, num_classes, one_hot):
 def image_batches(x, batch_size=EVAL_BATCH_SIZE):
     """Batches of (N, H, W) pixel arrays alone, for `model.predict`."""
     return (tf.data.Dataset.from_tensor_slices(x).batch(batch_size)
-            .map(lambda images: tf.cast(tf.expand_dims(images, -1), tf.float32)).with_options(_OPTIONS))
+            .map(_pixels).with_options(_OPTIONS))
 
 
 _OPTIONS = tf.data.Options()
@@ -79,6 +79,11 @@ _OPTIONS.autotune.enabled = False
 
 
 def _features(images, labels, num_classes, one_hot):
-    images = tf.cast(tf.expand_dims(images, -1), tf.float32)  # (batch, H, W) uint8 -> (batch, H, W, 1) pixels
+    images = _pixels(images)
     labels = tf.one_hot(tf.cast(labels, tf.int32), num_classes) if one_hot else tf.cast(labels, tf.int32)
     return images, labels
+
+
+def _pixels(images):
+    """(batch, H, W) uint8 -> (batch, H, W, 1) float32 pixels: what training, evaluation and predict feed the model."""
+    return tf.cast(tf.expand_dims(images, -1), tf.float32)

@@ -114,8 +114,7 @@ def export_run(reference, formats, *, quantizations=(), out=None, runs_directory
     except UsageError as err:
         raise UsageError(f"run {run.id}: {err}") from None
     # One batch at a time (Runner batches): predict_on_batch, as no tf.data iterator is worth building for it.
-    keras_runner = Runner({"keras": lambda batch: np.asarray(model.predict_on_batch(batch.astype(np.float32)))},
-                          {}, {})
+    keras_runner = Runner({"keras": lambda batch: model.predict_on_batch(batch.astype(np.float32))}, {}, {})
     keras_probabilities, keras_speed = _timed(keras_runner, dataset.x_test)
     keras_top1 = keras_probabilities.argmax(axis=1)
     keras_accuracy = float(np.mean(keras_top1 == dataset.y_test))
@@ -329,9 +328,10 @@ def _write_card(path, fmt, quantization, run, dataset, runner, checked, keras_ac
         "output": {**runner.output, "meaning": "probability of each class, in label order"},
         # How a photo must be prepared before any artefact sees it: as `mnistcls predict` does.
         "photo_preparation": {"style": style, "how": STYLES[style], "reference": "mnistcls.images.load_picture"},
-        # The run's test figures average the predictions of these views of a picture; predict --model does too.
+        # The run's test figure recorded at training averages the predictions of these views of a
+        # picture, and predict --model does too; this file's and the Keras model's are of single views.
         "test_time_augmentation": tta,
-        "test_time_augmentation_views": TEST_TIME_AUGMENTATIONS[tta],
+        "test_time_augmentation_views": TEST_TIME_AUGMENTATIONS[tta].description,
         "training": {"spec": run.spec_data, "dataset": info.get("dataset"), "data": info.get("data"),
                      "precision": info.get("precision"), "trained_versions": info.get("versions")},
         "test_accuracy": {"this_file": checked.test_accuracy, "keras_model": keras_accuracy,

@@ -28,14 +28,26 @@ MONITORED = ("val_loss", "val_accuracy", "loss", "accuracy")  # what training lo
 LOSSES = ("categorical_crossentropy", "sparse_categorical_crossentropy")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 PREPROCESSING = ("scale", "standardize")
-# Test-time augmentations: the views of a test image whose predictions are averaged
-# (evaluate.TTA_VIEWS makes them). A one-pixel shift keeps a digit or a garment what it
-# is; a mirror keeps a garment a garment, not a digit.
+
+
+@dataclass(frozen=True)
+class AveragedViews:
+    """The views of a test image whose predictions are averaged (evaluate.with_tta makes them)."""
+
+    shifts: tuple  # pixel shifts, each (rows down, columns right); (0, 0) is the image itself
+    mirrored: bool  # each shifted view also mirrored left-right
+    description: str
+
+
+# A one-pixel shift keeps a digit or a garment what it is; a mirror keeps a garment a garment, not a digit.
+_ONE_PIXEL = ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1))
 TEST_TIME_AUGMENTATIONS = {
-    "none": "the image alone",
-    "flip": "the image and its left-right mirror (for garments)",
-    "shift": "the image and its four one-pixel shifts (up, down, left, right; the edge filled with black)",
-    "flip_shift": "the image and its four one-pixel shifts, each also mirrored left-right: ten views (for garments)",
+    "none": AveragedViews(((0, 0),), False, "the image alone"),
+    "flip": AveragedViews(((0, 0),), True, "the image and its left-right mirror (for garments)"),
+    "shift": AveragedViews(_ONE_PIXEL, False, "the image and its four one-pixel shifts (up, down, left, "
+                                                     "right, the edge they uncover black)"),
+    "flip_shift": AveragedViews(_ONE_PIXEL, True, "the image and its four one-pixel shifts, each also "
+                                                         "mirrored left-right: ten views (for garments)"),
 }
 
 # How each picture `predict` is given is prepared, as the training images of a dataset were:
@@ -103,7 +115,7 @@ class DataSpec:
 
     tta: str = field(default="none", metadata=_doc(
         "test-time augmentation, used by the final test, evaluate and predict: the average prediction over "
-        + "; ".join(f"{k}: {v}" for k, v in TEST_TIME_AUGMENTATIONS.items()),
+        + "; ".join(f"{k}: {v.description}" for k, v in TEST_TIME_AUGMENTATIONS.items()),
         lambda v: checks.one_of(v, TEST_TIME_AUGMENTATIONS)))
 
     def picture_style(self):
