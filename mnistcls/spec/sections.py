@@ -45,9 +45,9 @@ TEST_TIME_AUGMENTATIONS = {
     "none": AveragedViews(((0, 0),), False, "the image alone"),
     "flip": AveragedViews(((0, 0),), True, "the image and its left-right mirror (for garments)"),
     "shift": AveragedViews(_ONE_PIXEL, False, "the image and its four one-pixel shifts (up, down, left, "
-                                                     "right, the edge they uncover black)"),
+                                              "right, the edge they uncover black)"),
     "flip_shift": AveragedViews(_ONE_PIXEL, True, "the image and its four one-pixel shifts, each also "
-                                                         "mirrored left-right: ten views (for garments)"),
+                                                  "mirrored left-right: ten views (for garments)"),
 }
 
 # How each picture `predict` is given is prepared, as the training images of a dataset were:
