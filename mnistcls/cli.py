@@ -213,7 +213,8 @@ def data_list(data_dir, as_json):
 
     \b
     Example:
-      MNISTCLS_DATA_DIR=../shared/data mnistcls data list
+      mnistcls data list
+      MNISTCLS_DATA_DIR=~/datasets mnistcls data list     # ~/datasets/mnist/, ~/datasets/fashion/
     """
     from mnistcls import data as datasets
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: where the real data lies, and an isolated cache for every test."""
+"""Shared fixtures: the generated dataset the mechanics train on, where the real data lies, and an
+isolated cache for every test."""
 
 import os
 from pathlib import Path
@@ -6,7 +7,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_DATA = REPO.parent / "shared" / "data"
+# The real MNIST: $MNISTCLS_TEST_DATA_DIR (a folder holding mnist/), else the development workspace's copy.
+REAL_DATA = Path(os.environ.get("MNISTCLS_TEST_DATA_DIR") or REPO.parent / "shared" / "data")
 FASHION_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 # No test ever reaches the network or the user's own caches.
@@ -33,12 +35,18 @@ def float32_on_any_cpu(monkeypatch):
     monkeypatch.setattr(runtime, "cpu_has_bfloat16", lambda: False)
 
 
+# --- the real datasets: only the tests about them need them, and the suite says how many ran --------
+
+REAL_DATA_FIXTURES = {"real_data_dir", "fashion_system_dir"}
+_real_data_outcomes = {}  # test id -> "ran" or the reason it skipped
+
+
 @pytest.fixture
-def shared_data_dir():
-    """`../shared/data`: real MNIST test set and training labels (no training images)."""
-    if not (SHARED_DATA / "mnist").is_dir():
-        pytest.skip(f"real MNIST files not found in {SHARED_DATA}")
-    return SHARED_DATA
+def real_data_dir():
+    """A folder holding mnist/ with the four real MNIST files (see REAL_DATA)."""
+    if not (REAL_DATA / "mnist").is_dir():
+        pytest.skip("real MNIST not found: set MNISTCLS_TEST_DATA_DIR to a folder holding mnist/")
+    return REAL_DATA
 
 
 @pytest.fixture
@@ -49,32 +57,50 @@ def fashion_system_dir():
     return FASHION_SYSTEM_DIR
 
 
-@pytest.fixture(scope="session")
-def small_fashion(tmp_path_factory):
-    """A slice of the real Fashion-MNIST (600 train, 200 test) as a custom IDX folder."""
-    if not (FASHION_SYSTEM_DIR / "train-images-idx3-ubyte.gz").is_file():
-        pytest.skip("Fashion-MNIST not installed: apt-get install -y dataset-fashion-mnist")
-    from mnistcls import data
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if REAL_DATA_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker("real_data")
 
-    folder = tmp_path_factory.mktemp("small_fashion")
-    for split, count in (("train", 600), ("t10k", 200)):
-        images = data.read_idx(FASHION_SYSTEM_DIR / f"{split}-images-idx3-ubyte.gz")[:count]
-        labels = data.read_idx(FASHION_SYSTEM_DIR / f"{split}-labels-idx1-ubyte.gz")[:count]
-        data.write_idx(folder / f"{split}-images-idx3-ubyte.gz", images)
-        data.write_idx(folder / f"{split}-labels-idx1-ubyte.gz", labels)
-    (folder / "classes.txt").write_text("\n".join(
-        ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]))
-    return folder
+
+def pytest_runtest_logreport(report):
+    if "real_data" not in report.keywords:
+        return
+    if report.skipped:
+        _real_data_outcomes[report.nodeid] = report.longrepr[2] if isinstance(report.longrepr, tuple) else "skipped"
+    elif report.when == "call":
+        _real_data_outcomes[report.nodeid] = "ran"
+
+
+def pytest_unconfigure(config):
+    """The suite's last line: how many tests of the real datasets ran, and why the others skipped."""
+    if not _real_data_outcomes:
+        return
+    ran = sum(outcome == "ran" for outcome in _real_data_outcomes.values())
+    reasons = sorted({outcome.removeprefix("Skipped: ") for outcome in _real_data_outcomes.values()
+                      if outcome != "ran"})
+    line = f"real-data tests: {ran} ran, {len(_real_data_outcomes) - ran} skipped"
+    print(line + (f" ({'; '.join(reasons)})" if reasons else ""))
+
+
+# --- the generated dataset every other test trains on ----------------------------------------------
+
+@pytest.fixture(scope="session")
+def small_dataset(tmp_path_factory):
+    """Ten classes of generated shapes (600 train, 200 test) as a dataset folder of IDX files: see shapes.py."""
+    import shapes
+
+    return shapes.write_dataset(tmp_path_factory.mktemp("data") / "shapes")
 
 
 TINY_SPEC = str(Path(__file__).parent / "specs" / "tiny_cnn.yaml")
 
 
 @pytest.fixture(scope="session")
-def tiny_run(small_fashion, tmp_path_factory):
-    """(runs directory, run id): one epoch of the tiny CNN on small_fashion, trained once per session."""
+def tiny_run(small_dataset, tmp_path_factory):
+    """(runs directory, run id): one epoch of the tiny CNN on small_dataset, trained once per session."""
     runs_dir = tmp_path_factory.mktemp("runs")
-    return runs_dir, train_tiny(small_fashion, runs_dir, "--epochs", "1")
+    return runs_dir, train_tiny(small_dataset, runs_dir, "--epochs", "1")
 
 
 def train_tiny(dataset_dir, runs_dir, *args):

@@ -38,8 +38,8 @@ def test_unknown_option_is_a_usage_error():
     assert CliRunner().invoke(cli, ["summary", "--no-such-option"]).exit_code == 2
 
 
-def test_data_list_shows_where_each_dataset_was_found(shared_data_dir, fashion_system_dir):
-    result = CliRunner().invoke(cli, ["data", "list", "--json", "--data-dir", str(shared_data_dir)])
+def test_data_list_shows_where_each_dataset_was_found(real_data_dir, fashion_system_dir):
+    result = CliRunner().invoke(cli, ["data", "list", "--json", "--data-dir", str(real_data_dir)])
     assert result.exit_code == 0, result.output
     import json
 

@@ -1,7 +1,7 @@
 """Tests of mnistcls.data: IDX files, finding and verifying datasets, the cache, downloads.
 
 Real data comes from the fixtures `fashion_system_dir` (Debian's Fashion-MNIST) and
-`shared_data_dir` (the real MNIST, all four files); tests needing them skip
+`real_data_dir` (the real MNIST, all four files); tests needing them skip
 when they are absent. Downloads go to a local HTTP server started by the test.
 """
 
@@ -220,26 +220,26 @@ def test_fashion_from_the_system_folder_then_from_the_cache(monkeypatch, fashion
     np.testing.assert_array_equal(again.y_test, ds.y_test)
 
 
-def test_mnist_test_split_from_the_data_dir(monkeypatch, shared_data_dir):
-    monkeypatch.setenv("MNISTCLS_DATA_DIR", str(shared_data_dir))
+def test_mnist_test_split_from_the_data_dir(monkeypatch, real_data_dir):
+    monkeypatch.setenv("MNISTCLS_DATA_DIR", str(real_data_dir))
     ds = data.load("mnist", splits=("test",))
     assert ds.x_train is None and ds.y_train is None
-    assert ds.source == str(shared_data_dir / "mnist") and ds.verified is True
+    assert ds.source == str(real_data_dir / "mnist") and ds.verified is True
     assert ds.class_names == [str(d) for d in range(10)]
     assert np.bincount(ds.y_test).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
     mean, std = pixel_mean_std(ds.x_test)
     assert (round(mean, 4), round(std, 4)) == (0.1325, 0.3105)
 
 
-def test_mnist_training_labels(shared_data_dir):
-    labels = data.read_idx(shared_data_dir / "mnist" / "train-labels-idx1-ubyte.gz")
+def test_mnist_training_labels(real_data_dir):
+    labels = data.read_idx(real_data_dir / "mnist" / "train-labels-idx1-ubyte.gz")
     assert labels.shape == (60_000,)
     assert labels[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
 
 
-def test_mnist_complete_from_the_data_dir(monkeypatch, shared_data_dir):
+def test_mnist_complete_from_the_data_dir(monkeypatch, real_data_dir):
     """All four MNIST files verify by their content, although none is upstream's own archive."""
-    monkeypatch.setenv("MNISTCLS_DATA_DIR", str(shared_data_dir))
+    monkeypatch.setenv("MNISTCLS_DATA_DIR", str(real_data_dir))
     ds = data.load("mnist")
     assert ds.verified is True and ds.x_train.shape == (60_000, 28, 28)
     assert np.bincount(ds.y_train).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -247,20 +247,20 @@ def test_mnist_complete_from_the_data_dir(monkeypatch, shared_data_dir):
     assert (round(mean, 4), round(std, 4)) == (0.1307, 0.3081)
 
 
-def _mnist_names(shared_data_dir, rename):
+def _mnist_names(real_data_dir, rename):
     """{rename(original name): shared copy} for MNIST's four .gz files."""
-    return {rename(f.name): shared_data_dir / "mnist" / f"{f.name}.gz" for f in data.FILES}
+    return {rename(f.name): real_data_dir / "mnist" / f"{f.name}.gz" for f in data.FILES}
 
 
 @pytest.mark.parametrize("style", ["dotted .gz", "dotted uncompressed", "original uncompressed"])
-def test_copies_under_other_names_and_uncompressed_verify(tmp_path, shared_data_dir, style):
+def test_copies_under_other_names_and_uncompressed_verify(tmp_path, real_data_dir, style):
     """The dotted names Kaggle and several packages use, with or without .gz, and bare IDX files."""
     folder = tmp_path / "mnist"
     folder.mkdir()
     dotted = style.startswith("dotted")
     for f in data.FILES:
         name = f.name.replace("-idx", ".idx") if dotted else f.name
-        source = (shared_data_dir / "mnist" / f"{f.name}.gz").read_bytes()
+        source = (real_data_dir / "mnist" / f"{f.name}.gz").read_bytes()
         if style.endswith(".gz"):
             (folder / f"{name}.gz").write_bytes(source)
         else:
@@ -281,18 +281,18 @@ def test_custom_dataset_with_dotted_names(tmp_path):
     np.testing.assert_array_equal(ds.x_train, arrays["train-images-idx3-ubyte"])
 
 
-def test_truncated_mnist_training_images_are_refused(tmp_path, shared_data_dir):
+def test_truncated_mnist_training_images_are_refused(tmp_path, real_data_dir):
     folder = tmp_path / "mnist"
     folder.mkdir()
-    content = gzip.decompress((shared_data_dir / "mnist" / "train-images-idx3-ubyte.gz").read_bytes())
+    content = gzip.decompress((real_data_dir / "mnist" / "train-images-idx3-ubyte.gz").read_bytes())
     (folder / "train-images.idx3-ubyte").write_bytes(content[:-784])  # the last image cut off
     [report] = [r for r in data.survey(data_dir=tmp_path) if r.name == "mnist"]
     bad = report.places[0].files[0]
     assert bad.status == data.Status.BAD and "truncated" in bad.reason
 
 
-def test_mnist_training_images_missing_offline(monkeypatch, shared_data_dir, tmp_path):
-    link_files(tmp_path / "mnist", {f"{name}.gz": shared_data_dir / "mnist" / f"{name}.gz"
+def test_mnist_training_images_missing_offline(monkeypatch, real_data_dir, tmp_path):
+    link_files(tmp_path / "mnist", {f"{name}.gz": real_data_dir / "mnist" / f"{name}.gz"
                                     for name in (*TEST_FILES, "train-labels-idx1-ubyte")})
     monkeypatch.setenv("MNISTCLS_DATA_DIR", str(tmp_path))
     with pytest.raises(DataError) as error:
@@ -327,8 +327,8 @@ def test_uncompressed_files_and_fashion_mnist_folder_name(tmp_path, fashion_syst
     assert ds.source == str(folder) and ds.x_test.shape == (10_000, 28, 28)
 
 
-def test_survey_reports_each_place_and_file(monkeypatch, shared_data_dir):
-    monkeypatch.setenv("MNISTCLS_DATA_DIR", str(shared_data_dir))
+def test_survey_reports_each_place_and_file(monkeypatch, real_data_dir):
+    monkeypatch.setenv("MNISTCLS_DATA_DIR", str(real_data_dir))
     monkeypatch.setattr(data, "SYSTEM_DIRS", [])
     mnist, fashion = data.survey()
     assert [p.place for p in mnist.places] == ["MNISTCLS_DATA_DIR", "mnistcls cache", "Keras cache"]
@@ -423,18 +423,18 @@ def test_train_and_test_swapped(tmp_path, fashion_system_dir):
     assert "holds Fashion-MNIST's t10k-images-idx3-ubyte, not Fashion-MNIST's train-images" in first_line
 
 
-def test_images_of_the_other_dataset(tmp_path, shared_data_dir):
+def test_images_of_the_other_dataset(tmp_path, real_data_dir):
     name = "t10k-images-idx3-ubyte.gz"
-    link_files(tmp_path / "fashion", {name: shared_data_dir / "mnist" / name})
+    link_files(tmp_path / "fashion", {name: real_data_dir / "mnist" / name})
     with pytest.raises(DataError, match="holds MNIST's t10k-images-idx3-ubyte, not Fashion-MNIST's"):
         data.load("fashion", data_dir=tmp_path, splits=("test",))
 
 
-def test_a_changed_file_is_checked_again(tmp_path, shared_data_dir):
+def test_a_changed_file_is_checked_again(tmp_path, real_data_dir):
     folder = tmp_path / "mnist"
     folder.mkdir()
     for name in TEST_FILES:
-        shutil.copy(shared_data_dir / "mnist" / f"{name}.gz", folder)
+        shutil.copy(real_data_dir / "mnist" / f"{name}.gz", folder)
     assert data.load("mnist", data_dir=tmp_path, splits=("test",)).verified
 
     labels = folder / "t10k-labels-idx1-ubyte.gz"
@@ -445,8 +445,8 @@ def test_a_changed_file_is_checked_again(tmp_path, shared_data_dir):
         data.load("mnist", data_dir=tmp_path, splits=("test",))
 
 
-def test_a_damaged_cache_copy_is_rebuilt(monkeypatch, shared_data_dir):
-    monkeypatch.setenv("MNISTCLS_DATA_DIR", str(shared_data_dir))
+def test_a_damaged_cache_copy_is_rebuilt(monkeypatch, real_data_dir):
+    monkeypatch.setenv("MNISTCLS_DATA_DIR", str(real_data_dir))
     first = data.load("mnist", splits=("test",))
     expected = np.array(first.x_test)
     npy = Path(first.x_test.filename)
@@ -478,10 +478,10 @@ def test_survey_reports_a_bad_file_and_can_skip_checks(tmp_path, monkeypatch):
 # --------------------------------------------------------------------------------------
 
 
-def test_keras_mnist_npz(tmp_path, shared_data_dir, monkeypatch):
+def test_keras_mnist_npz(tmp_path, real_data_dir, monkeypatch):
     keras_datasets = Path(os.environ["KERAS_HOME"]) / "datasets"
     keras_datasets.mkdir(parents=True)
-    mnist = shared_data_dir / "mnist"
+    mnist = real_data_dir / "mnist"
     np.savez_compressed(
         keras_datasets / "mnist.npz",
         x_train=np.zeros((60_000, 28, 28), np.uint8),  # not MNIST's: must be refused
@@ -544,14 +544,14 @@ def serve(server, folder, names=TEST_FILES, prefix="/mnist/"):
         server.routes[f"{prefix}{name}.gz"] = (body, len(body))
 
 
-def test_download_lands_verified_in_the_cache(mirror, shared_data_dir):
-    serve(mirror, shared_data_dir / "mnist")
+def test_download_lands_verified_in_the_cache(mirror, real_data_dir):
+    serve(mirror, real_data_dir / "mnist")
     calls = []
     ds = data.load("mnist", splits=("test",), progress=lambda *args: calls.append(args))
     assert mirror.requests == ["/mnist/t10k-images-idx3-ubyte.gz", "/mnist/t10k-labels-idx1-ubyte.gz"]
     assert ds.source == str(cache_dir() / "mnist") and ds.verified
     assert tree(cache_dir() / "mnist") == [f"{name}.gz" for name in TEST_FILES]
-    size = (shared_data_dir / "mnist" / "t10k-images-idx3-ubyte.gz").stat().st_size
+    size = (real_data_dir / "mnist" / "t10k-images-idx3-ubyte.gz").stat().st_size
     images_calls = [c for c in calls if "t10k-images" in c[0]]
     assert images_calls[0][1:] == (0, size) and images_calls[-1][1:] == (size, size)
     assert np.bincount(ds.y_test)[:3].tolist() == [980, 1135, 1032]
@@ -560,8 +560,8 @@ def test_download_lands_verified_in_the_cache(mirror, shared_data_dir):
     assert len(mirror.requests) == 2
 
 
-def test_mirrors_are_tried_in_order(mirror, monkeypatch, shared_data_dir):
-    serve(mirror, shared_data_dir / "mnist")
+def test_mirrors_are_tried_in_order(mirror, monkeypatch, real_data_dir):
+    serve(mirror, real_data_dir / "mnist")
     monkeypatch.setenv("MNISTCLS_MIRROR", f"{mirror.url}/gone {mirror.url}")
     data.load("mnist", splits=("test",))
     first_file = "mnist/t10k-images-idx3-ubyte.gz"
@@ -576,8 +576,8 @@ def _closed_port_url():
 
 
 @pytest.mark.parametrize("failure", ["wrong-bytes", "cut-short", "truncated-gz", "404", "no-server"])
-def test_failed_download_leaves_nothing_behind(mirror, monkeypatch, shared_data_dir, failure):
-    serve(mirror, shared_data_dir / "mnist")
+def test_failed_download_leaves_nothing_behind(mirror, monkeypatch, real_data_dir, failure):
+    serve(mirror, real_data_dir / "mnist")
     images = "/mnist/t10k-images-idx3-ubyte.gz"
     body = mirror.routes[images][0]
     expected = {
@@ -632,8 +632,8 @@ def test_survey_never_downloads(mirror):
     assert mirror.requests == []
 
 
-def test_download_fetches_only_what_is_missing(mirror, monkeypatch, shared_data_dir, tmp_path):
-    link_files(tmp_path / "mnist", {f"{name}.gz": shared_data_dir / "mnist" / f"{name}.gz"
+def test_download_fetches_only_what_is_missing(mirror, monkeypatch, real_data_dir, tmp_path):
+    link_files(tmp_path / "mnist", {f"{name}.gz": real_data_dir / "mnist" / f"{name}.gz"
                                     for name in (*TEST_FILES, "train-labels-idx1-ubyte")})
     monkeypatch.setenv("MNISTCLS_DATA_DIR", str(tmp_path))
     assert data.download("mnist", splits=("test",)) == cache_dir() / "mnist"

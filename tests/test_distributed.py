@@ -60,8 +60,8 @@ def _assert_same_weights(chief, worker):
 NO_DROPOUT = ["--set", "model.3.rate=0"]
 
 
-def test_two_workers_train_as_one_process_on_the_global_batch_and_only_the_chief_writes(small_fashion, tmp_path):
-    args = ["-c", TINY_SPEC, "-d", str(small_fashion), "--epochs", "2", *NO_DROPOUT]
+def test_two_workers_train_as_one_process_on_the_global_batch_and_only_the_chief_writes(small_dataset, tmp_path):
+    args = ["-c", TINY_SPEC, "-d", str(small_dataset), "--epochs", "2", *NO_DROPOUT]
     _finish(_start_cluster(args, tmp_path / "runs"))
     single = subprocess.run([sys.executable, "-m", "mnistcls", "train", *args, "--runs-dir", str(tmp_path / "single")],
                             capture_output=True, text=True, timeout=300)
@@ -82,8 +82,8 @@ def test_two_workers_train_as_one_process_on_the_global_batch_and_only_the_chief
             assert ours[key] == pytest.approx(theirs[key], rel=1e-4), key
 
 
-def test_a_killed_cluster_resumes_on_every_worker(small_fashion, tmp_path):
-    processes = _start_cluster(["-c", TINY_SPEC, "-d", str(small_fashion), "--epochs", "30"], tmp_path / "runs")
+def test_a_killed_cluster_resumes_on_every_worker(small_dataset, tmp_path):
+    processes = _start_cluster(["-c", TINY_SPEC, "-d", str(small_dataset), "--epochs", "30"], tmp_path / "runs")
     deadline = time.monotonic() + 120
     while not any(len(r.history) >= 3 for r in runs.all_runs(tmp_path / "runs")):
         assert time.monotonic() < deadline and all(p.poll() is None for p in processes)
@@ -101,9 +101,9 @@ def test_a_killed_cluster_resumes_on_every_worker(small_fashion, tmp_path):
     _assert_same_weights(chief, worker)
 
 
-def test_a_malformed_tf_config_is_a_clear_error(small_fashion, tmp_path):
+def test_a_malformed_tf_config_is_a_clear_error(small_dataset, tmp_path):
     env = {**os.environ, "TF_CONFIG": '{"cluster": {"worker": ["a:1"]}, "task": {"type": "ps", "index": 0}}'}
-    result = subprocess.run([sys.executable, "-m", "mnistcls", "train", "-c", TINY_SPEC, "-d", str(small_fashion),
+    result = subprocess.run([sys.executable, "-m", "mnistcls", "train", "-c", TINY_SPEC, "-d", str(small_dataset),
                              "--runs-dir", str(tmp_path)], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert "TF_CONFIG must describe a cluster of workers" in result.stderr and "Traceback" not in result.stderr

@@ -1,5 +1,5 @@
 """`mnistcls export`: each format written, reloaded by its own runtime (here, not through mnistcls) and
-compared with the Keras model of a tiny run trained once on a slice of real Fashion-MNIST."""
+compared with the Keras model of a tiny run trained once on the generated shapes (conftest)."""
 
 import json
 import shutil
@@ -102,10 +102,10 @@ def test_quantised_files_are_smaller(exported):
     assert int8.stat().st_size < float16.stat().st_size < float32.stat().st_size
 
 
-def test_each_artefact_has_a_model_card(exported, small_fashion):
+def test_each_artefact_has_a_model_card(exported, small_dataset):
     out, _, model, dataset = exported
     card = json.loads((out / "model-int8.tflite.card.json").read_text())
-    names = (small_fashion / "classes.txt").read_text().splitlines()
+    names = (small_dataset / "classes.txt").read_text().splitlines()
     assert [c["name"] for c in card["classes"]] == names and [c["label"] for c in card["classes"]] == list(range(10))
     assert card["input"]["dtype"] == "uint8" and card["input"]["shape"] == [None, 28, 28, 1]
     assert card["photo_preparation"]["style"] == "mnist" and card["test_time_augmentation"] == "none"
@@ -201,11 +201,11 @@ def test_predict_wants_one_of_run_and_model(tiny_run, exported, tmp_path):
     assert wrong.exit_code == 2 and "not an exported model" in wrong.output
 
 
-def test_augmentation_layers_are_left_out_and_logits_become_probabilities(small_fashion, tmp_path):
+def test_augmentation_layers_are_left_out_and_logits_become_probabilities(small_dataset, tmp_path):
     import onnxruntime
 
     spec = str(Path(__file__).parent / "specs" / "tiny_augmented_logits.yaml")
-    trained = CliRunner().invoke(cli, ["train", "-c", spec, "-d", str(small_fashion), "--runs-dir", str(tmp_path),
+    trained = CliRunner().invoke(cli, ["train", "-c", spec, "-d", str(small_dataset), "--runs-dir", str(tmp_path),
                                        "--json"])
     assert trained.exit_code == 0, trained.output
     run_id = json.loads(trained.stdout)[0]["run"]
@@ -214,7 +214,7 @@ def test_augmentation_layers_are_left_out_and_logits_become_probabilities(small_
     assert result.exit_code == 0, result.output
     assert all(e["passed"] and e["agreement"] >= 0.999 for e in json.loads(result.stdout)["exports"])
 
-    images = data.load(str(small_fashion), splits=("test",)).x_test[..., None].astype(np.float32)
+    images = data.load(str(small_dataset), splits=("test",)).x_test[..., None].astype(np.float32)
     onnx = onnxruntime.InferenceSession(str(tmp_path / "out" / "model.onnx"), providers=["CPUExecutionProvider"])
     for outputs in (tflite_outputs(tmp_path / "out" / "model.tflite", images),
                     onnx.run(None, {onnx.get_inputs()[0].name: images})[0]):

@@ -35,9 +35,9 @@ def strict_json(text):
     return json.loads(text, parse_constant=refuse)
 
 
-def test_history_has_the_rate_each_epoch_trained_at_and_the_steps_per_execution_used(small_fashion, tmp_path):
+def test_history_has_the_rate_each_epoch_trained_at_and_the_steps_per_execution_used(small_dataset, tmp_path):
     # 600 images in batches of 64: 9 steps an epoch, so 4 steps per execution become 3 (9's largest divisor <= 4).
-    result = train(tmp_path, small_fashion, "--epochs", "3", "--set", "train.schedule={name: step, every_epochs: 1, "
+    result = train(tmp_path, small_dataset, "--epochs", "3", "--set", "train.schedule={name: step, every_epochs: 1, "
                    "factor: 0.5}", "--set", "train.steps_per_execution=4")
     assert result.exit_code == 0, result.output
     (row,) = strict_json(result.stdout)
@@ -59,8 +59,8 @@ def test_history_has_the_rate_each_epoch_trained_at_and_the_steps_per_execution_
     assert strict_json(invoke("runs", "--runs-dir", str(tmp_path), "--json").stdout)[0]["validation"] == "test"
 
 
-def test_plateau_rate_changes_from_the_epoch_after_the_plateau(small_fashion, tmp_path):
-    result = train(tmp_path, small_fashion, "--epochs", "8", "--lr", "0.03", "--set", "train.validation=0.2",
+def test_plateau_rate_changes_from_the_epoch_after_the_plateau(small_dataset, tmp_path):
+    result = train(tmp_path, small_dataset, "--epochs", "8", "--lr", "0.03", "--set", "train.validation=0.2",
                    "--set", "train.schedule={name: plateau, patience: 1, factor: 0.5}")
     assert result.exit_code == 0, result.output
     (row,) = strict_json(result.stdout)
@@ -77,28 +77,28 @@ def test_plateau_rate_changes_from_the_epoch_after_the_plateau(small_fashion, tm
     assert row["validation"] == 0.2
 
 
-def test_mixed_float16_scales_the_loss(small_fashion, tmp_path):
+def test_mixed_float16_scales_the_loss(small_dataset, tmp_path):
     import keras
     import tensorflow as tf
 
     from mnistcls import data, spec as specs, train as training
 
     spec = specs.load_spec(TINY_SPEC)
-    dataset = data.load(str(small_fashion))
+    dataset = data.load(str(small_dataset))
     model, _ = training.compiled_model(spec, dataset, (0.0, 1.0), 9, strategy=tf.distribute.get_strategy(),
                                        precision="mixed_float16")
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
     assert float(model.optimizer.scale_loss(keras.ops.convert_to_tensor(1.0))) > 1.0
 
-    result = invoke("train", "-c", TINY_SPEC, "-d", str(small_fashion), "--runs-dir", str(tmp_path), "--json",
+    result = invoke("train", "-c", TINY_SPEC, "-d", str(small_dataset), "--runs-dir", str(tmp_path), "--json",
                     "--precision", "mixed_float16", "--epochs", "1")
     assert result.exit_code == 0, result.output
     history = runs.find(strict_json(result.stdout)[0]["run"], tmp_path).history
     assert all(np.isfinite(h["loss"]) and np.isfinite(h["val_loss"]) for h in history)
 
 
-def test_a_diverging_run_stops_is_recorded_as_diverged_and_exits_1(small_fashion, tmp_path):
-    result = train(tmp_path, small_fashion, "--epochs", "5", "--lr", "1e35")
+def test_a_diverging_run_stops_is_recorded_as_diverged_and_exits_1(small_dataset, tmp_path):
+    result = train(tmp_path, small_dataset, "--epochs", "5", "--lr", "1e35")
     assert result.exit_code == 1, result.output
     assert "lower the learning rate" in result.output
     (run,) = runs.all_runs(tmp_path)

@@ -121,9 +121,9 @@ def test_blank_image_is_a_usage_error(tmp_path, paper):
         load_picture(path)
 
 
-def test_real_mnist_digits_survive_the_round_trip(tmp_path, shared_data_dir):
+def test_real_mnist_digits_survive_the_round_trip(tmp_path, real_data_dir):
     """A real MNIST digit, printed large and dark on white, comes back close to itself."""
-    raw = gzip.decompress((shared_data_dir / "mnist" / "t10k-images-idx3-ubyte.gz").read_bytes())
+    raw = gzip.decompress((real_data_dir / "mnist" / "t10k-images-idx3-ubyte.gz").read_bytes())
     digits = np.frombuffer(raw, np.uint8, offset=16).reshape(-1, 28, 28)[:20]
     correlations = []
     for i, digit in enumerate(digits):

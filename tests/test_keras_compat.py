@@ -20,9 +20,9 @@ def test_other_keras_versions_are_refused(version):
         keras_compat.check_keras_version(version)
 
 
-def test_training_under_an_untested_keras_fails_before_any_run_is_made(small_fashion, tmp_path, monkeypatch):
+def test_training_under_an_untested_keras_fails_before_any_run_is_made(small_dataset, tmp_path, monkeypatch):
     monkeypatch.setattr(keras, "__version__", "3.16.0")
-    result = CliRunner().invoke(cli, ["train", "-c", TINY_SPEC, "-d", str(small_fashion), "--runs-dir", str(tmp_path)])
+    result = CliRunner().invoke(cli, ["train", "-c", TINY_SPEC, "-d", str(small_dataset), "--runs-dir", str(tmp_path)])
     assert result.exit_code == 1 and "Keras 3.16.0 is installed" in result.output and "Traceback" not in result.output
     assert runs.all_runs(tmp_path) == []
 

@@ -17,7 +17,6 @@ from PIL import Image
 from mnistcls import data
 from mnistcls.cli import cli
 
-from conftest import FASHION_SYSTEM_DIR, SHARED_DATA
 
 MODEL = """\
 name: small_cnn
@@ -93,11 +92,9 @@ def _photo_accuracy(runs_dir, run_id, paths, labels):
     return float(np.mean(np.asarray(guesses) == labels)), prediction["style"]
 
 
-@pytest.fixture(scope="module")
-def fashion_folder(tmp_path_factory):
-    if not (FASHION_SYSTEM_DIR / "train-images-idx3-ubyte.gz").is_file():
-        pytest.skip("Fashion-MNIST not installed: apt-get install -y dataset-fashion-mnist")
-    return _slice(FASHION_SYSTEM_DIR, "train", tmp_path_factory, "fashion")
+@pytest.fixture
+def fashion_folder(fashion_system_dir, tmp_path_factory):
+    return _slice(fashion_system_dir, "train", tmp_path_factory, "fashion")
 
 
 def test_photos_of_fashion_test_images_score_close_to_the_test_accuracy(fashion_folder, tmp_path_factory, tmp_path):
@@ -108,10 +105,8 @@ def test_photos_of_fashion_test_images_score_close_to_the_test_accuracy(fashion_
     assert accuracy >= test_accuracy - 0.10, (accuracy, test_accuracy)
 
 
-def test_photos_of_mnist_test_images_score_close_to_the_test_accuracy(tmp_path_factory, tmp_path):
-    if not (SHARED_DATA / "mnist" / "t10k-images-idx3-ubyte.gz").is_file():
-        pytest.skip(f"real MNIST test files not found in {SHARED_DATA}")
-    folder = _slice(SHARED_DATA / "mnist", "t10k", tmp_path_factory, "mnist")
+def test_photos_of_mnist_test_images_score_close_to_the_test_accuracy(real_data_dir, tmp_path_factory, tmp_path):
+    folder = _slice(real_data_dir / "mnist", "t10k", tmp_path_factory, "mnist")
     runs_dir, run_id, test_accuracy = _train(folder, tmp_path_factory)  # a folder's style is mnist unless told
     photos, labels = _photos(folder, tmp_path)
     accuracy, style = _photo_accuracy(runs_dir, run_id, photos, labels)

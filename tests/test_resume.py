@@ -12,10 +12,10 @@ from mnistcls.errors import MnistclsError
 
 
 @pytest.fixture(scope="module")
-def stopped_run(small_fashion, tiny_run, tmp_path_factory):
+def stopped_run(small_dataset, tiny_run, tmp_path_factory):
     """A run stopped after 2 of its 3 planned epochs, with the copy of epoch 1 a cluster keeps."""
     runs_dir = tmp_path_factory.mktemp("runs")
-    run = runs.find(train_tiny(small_fashion, runs_dir, "--epochs", "2"), runs_dir)
+    run = runs.find(train_tiny(small_dataset, runs_dir, "--epochs", "2"), runs_dir)
     spec = run.path / "spec.yaml"
     spec.write_text(spec.read_text().replace("epochs: 2", "epochs: 3"))
     (run.path / "metrics.json").unlink()

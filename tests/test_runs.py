@@ -31,13 +31,13 @@ def _copy(run, name, without=()):
 
 
 @pytest.fixture(scope="module")
-def study(small_fashion, tmp_path_factory):
+def study(small_dataset, tmp_path_factory):
     """A runs directory with a two-run sweep and runs that finished, were interrupted, failed and were killed."""
     runs_dir = tmp_path_factory.mktemp("runs")
     with pytest.MonkeyPatch.context() as env:
         env.setenv("MNISTCLS_OFFLINE", "1")
-        (finished,) = _train(runs_dir, small_fashion)
-        sweep = _train(runs_dir, small_fashion, "--set", "train.optimizer.learning_rate=0.001,0.01")
+        (finished,) = _train(runs_dir, small_dataset)
+        sweep = _train(runs_dir, small_dataset, "--set", "train.optimizer.learning_rate=0.001,0.01")
 
     interrupted = _copy(finished, "20000101-000001_tiny_cnn_interrupted", without=["metrics.json"])
     interrupted.update(status="interrupted")

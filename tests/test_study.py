@@ -35,8 +35,8 @@ def test_every_bundled_study_checks_and_names_bundled_configs():
     assert widths == ["10", "32", "100", "317", "1000"]
 
 
-def test_the_dry_run_trains_nothing_and_a_narrowed_pass_has_its_own_folder(small_fashion, tmp_path):
-    result = _study(TINY_STUDY, "-d", str(small_fashion), "--epochs", "1", "--dry-run", "--json",
+def test_the_dry_run_trains_nothing_and_a_narrowed_pass_has_its_own_folder(small_dataset, tmp_path):
+    result = _study(TINY_STUDY, "-d", str(small_dataset), "--epochs", "1", "--dry-run", "--json",
                     "--runs-dir", str(tmp_path))
     assert result.exit_code == 0, result.output
     plan = json.loads(result.stdout)
@@ -48,8 +48,8 @@ def test_the_dry_run_trains_nothing_and_a_narrowed_pass_has_its_own_folder(small
     assert json.loads(whole.stdout)["folder"] != plan["folder"]
 
 
-def test_a_study_runs_resumes_a_killed_run_and_then_skips_what_finished(small_fashion, tmp_path):
-    args = [TINY_STUDY, "-d", str(small_fashion), "--epochs", "8", "--runs-dir", str(tmp_path)]
+def test_a_study_runs_resumes_a_killed_run_and_then_skips_what_finished(small_dataset, tmp_path):
+    args = [TINY_STUDY, "-d", str(small_dataset), "--epochs", "8", "--runs-dir", str(tmp_path)]
     process = subprocess.Popen([sys.executable, "-m", "mnistcls", "study", *args], env=os.environ,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     killed = wait_for_epochs(tmp_path, 2, process)

@@ -1,4 +1,4 @@
-"""Training runs end to end on a small slice of the real Fashion-MNIST."""
+"""Training runs end to end on the generated shapes (conftest), and a few on the real datasets."""
 
 import json
 import os
@@ -21,8 +21,8 @@ def train(*args, runs_dir):
     return json.loads(result.output)
 
 
-def test_a_run_folder_holds_the_complete_record(small_fashion, tmp_path):
-    (result,) = train("-c", TINY_SPEC, "-d", str(small_fashion), runs_dir=tmp_path)
+def test_a_run_folder_holds_the_complete_record(small_dataset, tmp_path):
+    (result,) = train("-c", TINY_SPEC, "-d", str(small_dataset), runs_dir=tmp_path)
     run = runs.find(result["run"], tmp_path)
     names = {p.name for p in run.path.iterdir()}
     assert {"run.json", "spec.yaml", "model.keras", "history.json", "history.csv", "metrics.json",
@@ -38,22 +38,22 @@ def test_a_run_folder_holds_the_complete_record(small_fashion, tmp_path):
     assert "train:" in run.spec_text and "seed: 0" in run.spec_text
 
 
-def test_the_saved_model_reproduces_the_recorded_test_accuracy(small_fashion, tmp_path):
+def test_the_saved_model_reproduces_the_recorded_test_accuracy(small_dataset, tmp_path):
     import keras
 
     from mnistcls import data
 
-    (result,) = train("-c", TINY_SPEC, "-d", str(small_fashion), runs_dir=tmp_path)
+    (result,) = train("-c", TINY_SPEC, "-d", str(small_dataset), runs_dir=tmp_path)
     model = keras.models.load_model(runs.find(result["run"], tmp_path).path / "model.keras")
-    test = data.load(str(small_fashion), splits=("test",))
+    test = data.load(str(small_dataset), splits=("test",))
     predicted = model.predict(test.x_test[..., None], verbose=0).argmax(axis=1)
     assert np.mean(predicted == test.y_test) == pytest.approx(result["test_accuracy"], abs=1e-6)
 
 
-def test_two_seeded_runs_have_identical_histories(small_fashion, tmp_path):
-    first, = train("-c", TINY_SPEC, "-d", str(small_fashion), "--seed", "7", runs_dir=tmp_path)
-    second, = train("-c", TINY_SPEC, "-d", str(small_fashion), "--seed", "7", runs_dir=tmp_path)
-    other, = train("-c", TINY_SPEC, "-d", str(small_fashion), "--seed", "8", runs_dir=tmp_path)
+def test_two_seeded_runs_have_identical_histories(small_dataset, tmp_path):
+    first, = train("-c", TINY_SPEC, "-d", str(small_dataset), "--seed", "7", runs_dir=tmp_path)
+    second, = train("-c", TINY_SPEC, "-d", str(small_dataset), "--seed", "7", runs_dir=tmp_path)
+    other, = train("-c", TINY_SPEC, "-d", str(small_dataset), "--seed", "8", runs_dir=tmp_path)
 
     def losses(result):
         return [row["loss"] for row in runs.find(result["run"], tmp_path).history]
@@ -63,50 +63,50 @@ def test_two_seeded_runs_have_identical_histories(small_fashion, tmp_path):
     assert runs.find(first["run"], tmp_path).info["overrides"][0] == "train.seed=7"
 
 
-def test_configs_times_datasets_and_a_sweep_each_make_a_comparison(small_fashion, tmp_path):
+def test_configs_times_datasets_and_a_sweep_each_make_a_comparison(small_dataset, tmp_path):
     other = tmp_path / "other_data"
     other.mkdir()
-    for f in small_fashion.iterdir():  # the same images under another name: a second dataset
+    for f in small_dataset.iterdir():  # the same images under another name: a second dataset
         (other / f.name).write_bytes(f.read_bytes())
     result = CliRunner().invoke(cli, ["train", "--runs-dir", str(tmp_path / "runs"), "-c", TINY_SPEC,
-                                      "-c", "a1_linear.yaml", "-d", str(small_fashion), "-d", str(other),
+                                      "-c", "a1_linear.yaml", "-d", str(small_dataset), "-d", str(other),
                                       "--epochs", "1"])
     assert result.exit_code == 0, result.output
     assert "Comparison" in result.output
     assert len(runs.all_runs(tmp_path / "runs")) == 4
     assert {(r.info["config"], r.info["dataset"]) for r in runs.all_runs(tmp_path / "runs")} == {
-        (c, str(d)) for c in ("tiny_cnn", "a1_linear") for d in (small_fashion, other)}
+        (c, str(d)) for c in ("tiny_cnn", "a1_linear") for d in (small_dataset, other)}
     assert {r.info["precision"] for r in runs.all_runs(tmp_path / "runs")} == {"float32"}  # conftest pins it
 
-    swept = train("-c", TINY_SPEC, "-d", str(small_fashion), "--epochs", "1",
+    swept = train("-c", TINY_SPEC, "-d", str(small_dataset), "--epochs", "1",
                   "--set", "train.optimizer.learning_rate=0.001,0.01", runs_dir=tmp_path / "sweep")
     assert [r["sweep"] for r in swept] == [{"train.optimizer.learning_rate": "0.001"},
                                           {"train.optimizer.learning_rate": "0.01"}]
 
 
-def test_gpu_without_a_gpu_fails_clearly(small_fashion, tmp_path):
-    result = CliRunner().invoke(cli, ["train", "-c", TINY_SPEC, "-d", str(small_fashion),
+def test_gpu_without_a_gpu_fails_clearly(small_dataset, tmp_path):
+    result = CliRunner().invoke(cli, ["train", "-c", TINY_SPEC, "-d", str(small_dataset),
                                       "--runs-dir", str(tmp_path), "--device", "gpu"])
     assert result.exit_code == 1
     assert "--device gpu" in result.output and "no GPU" in result.output
     assert not tmp_path.joinpath("runs").exists() and runs.all_runs(tmp_path) == []
 
 
-def test_fast_mnist_learns_real_digits_in_one_epoch(tmp_path, shared_data_dir):
-    """The real MNIST, all four files from ../shared/data, through the whole train command."""
+def test_fast_mnist_learns_real_digits_in_one_epoch(tmp_path, real_data_dir):
+    """The real MNIST, all four files, through the whole train command."""
     result = CliRunner().invoke(cli, ["train", "-c", "fast_mnist.yaml", "--epochs", "1", "--runs-dir", str(tmp_path),
-                                      "--data-dir", str(shared_data_dir), "--json"])
+                                      "--data-dir", str(real_data_dir), "--json"])
     assert result.exit_code == 0, result.output
     [row] = json.loads(result.stdout)
     assert row["dataset"] == "mnist" and row["test_accuracy"] > 0.95  # one epoch of a small CNN on real digits
     assert runs.find(row["run"], tmp_path).info["data"]["verified"] is True
 
 
-def test_missing_training_images_end_in_the_data_layers_offline_error(tmp_path, shared_data_dir):
+def test_missing_training_images_end_in_the_data_layers_offline_error(tmp_path, real_data_dir):
     folder = tmp_path / "data" / "mnist"
     folder.mkdir(parents=True)
     for name in ("train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
-        (folder / name).symlink_to(shared_data_dir / "mnist" / name)
+        (folder / name).symlink_to(real_data_dir / "mnist" / name)
     result = CliRunner().invoke(cli, ["train", "-c", "cnn_relu.yaml", "--runs-dir", str(tmp_path / "runs"),
                                       "--data-dir", str(folder.parent)])
     assert result.exit_code == 1
@@ -123,8 +123,8 @@ def _start(args, runs_dir):
 
 
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill-9"])
-def test_an_interrupted_run_resumes_to_the_same_result(small_fashion, tmp_path, how):
-    args = ["-c", TINY_SPEC, "-d", str(small_fashion), "--epochs", "12", "--seed", "3"]
+def test_an_interrupted_run_resumes_to_the_same_result(small_dataset, tmp_path, how):
+    args = ["-c", TINY_SPEC, "-d", str(small_dataset), "--epochs", "12", "--seed", "3"]
     process = _start(args, tmp_path / "cut")
     run = wait_for_epochs(tmp_path / "cut", 3, process)
     process.send_signal(how)
@@ -188,22 +188,39 @@ def test_the_plateau_schedule_is_keras_reduce_on_plateau():
     assert (callback.factor, callback.patience, callback.monitor) == (0.2, 4, "val_loss")
 
 
-def test_a_batch_larger_than_the_training_set_is_a_spec_problem_before_any_run(small_fashion, tmp_path):
-    result = CliRunner().invoke(cli, ["train", "-c", TINY_SPEC, "-d", str(small_fashion), "--batch-size", "5000",
+def test_a_batch_larger_than_the_training_set_is_a_spec_problem_before_any_run(small_dataset, tmp_path):
+    result = CliRunner().invoke(cli, ["train", "-c", TINY_SPEC, "-d", str(small_dataset), "--batch-size", "5000",
                                       "--runs-dir", str(tmp_path)])
     assert result.exit_code == 2 and "train.batch_size: 5000 is more than the 600 training images" in result.output
     assert runs.all_runs(tmp_path) == []
 
 
-def test_the_tiny_spec_takes_the_multi_step_path_of_real_runs(small_fashion):
+def test_the_tiny_spec_takes_the_multi_step_path_of_real_runs(small_dataset):
     """Its steps per epoch are a multiple of its steps_per_execution, so none is lowered to 1 per call."""
     import tensorflow as tf
 
     from mnistcls import data, spec as specs, train as training
 
     spec = specs.load_spec(TINY_SPEC, [])
-    dataset = data.load(str(small_fashion))
+    dataset = data.load(str(small_dataset))
     steps = len(dataset.x_train) // spec.train.batch_size
     model, _ = training.compiled_model(spec, dataset, (0.0, 1.0), steps, strategy=tf.distribute.get_strategy(),
                                        precision=spec.train.precision)
     assert model.steps_per_execution == spec.train.steps_per_execution > 1
+
+
+@pytest.mark.parametrize("has_bfloat16, chosen", [(True, "mixed_bfloat16"), (False, "float32")])
+def test_precision_auto_trains_in_bfloat16_on_cpus_that_have_it(small_dataset, tmp_path, monkeypatch, has_bfloat16,
+                                                                chosen):
+    import keras
+
+    from mnistcls import runtime
+
+    monkeypatch.setattr(runtime, "cpu_has_bfloat16", lambda: has_bfloat16)
+    (result,) = train("-c", TINY_SPEC, "-d", str(small_dataset), "--precision", "auto", "--epochs", "1",
+                      runs_dir=tmp_path)
+    run = runs.find(result["run"], tmp_path)
+    assert run.info["precision"] == chosen and result["test_accuracy"] > 0.2
+    model = keras.models.load_model(run.path / "model.keras")
+    assert model.get_layer(index=2).dtype_policy.name == chosen  # the first convolution
+    assert model.layers[-1].dtype_policy.name == "float32"  # the output stays float32 for the loss

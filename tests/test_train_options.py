@@ -22,12 +22,12 @@ OPTIONS = [
 
 
 @pytest.fixture(scope="module")
-def trained(small_fashion, tmp_path_factory):
+def trained(small_dataset, tmp_path_factory):
     runs_dir = tmp_path_factory.mktemp("runs")
-    return runs.find(train_tiny(small_fashion, runs_dir, "--epochs", "5", *OPTIONS), runs_dir)
+    return runs.find(train_tiny(small_dataset, runs_dir, "--epochs", "5", *OPTIONS), runs_dir)
 
 
-def test_early_stopping_ends_the_run_and_restores_the_best_epoch(trained, small_fashion):
+def test_early_stopping_ends_the_run_and_restores_the_best_epoch(trained, small_dataset):
     import keras
 
     from mnistcls import data, pipeline, spec as specs
@@ -39,7 +39,7 @@ def test_early_stopping_ends_the_run_and_restores_the_best_epoch(trained, small_
 
     # The saved model is epoch 1's, scored on the held-out fifth of the training images.
     spec = specs.parse_spec(trained.spec_text, "spec.yaml")
-    dataset = data.load(str(small_fashion))
+    dataset = data.load(str(small_dataset))
     train_x, _, val_x, val_y = pipeline.split(dataset, spec.train)
     assert (len(train_x), len(val_x)) == (480, 120)
     held_out = {image.tobytes() for image in val_x}
@@ -49,8 +49,8 @@ def test_early_stopping_ends_the_run_and_restores_the_best_epoch(trained, small_
     assert accuracy == pytest.approx(first, abs=1e-6)
 
 
-def test_a_logits_model_with_the_sparse_loss_evaluates_as_it_trained(trained, small_fashion):
-    result = CliRunner().invoke(cli, ["evaluate", "--run", trained.id, "--dataset", str(small_fashion),
+def test_a_logits_model_with_the_sparse_loss_evaluates_as_it_trained(trained, small_dataset):
+    result = CliRunner().invoke(cli, ["evaluate", "--run", trained.id, "--dataset", str(small_dataset),
                                       "--runs-dir", str(trained.path.parent), "--json"])
     assert result.exit_code == 0, result.output
     (evaluated,) = json.loads(result.stdout)

@@ -95,9 +95,9 @@ def _tune(*args):
     return result
 
 
-def test_a_study_runs_its_trials_as_ordinary_tagged_runs(small_fashion, tmp_path):
+def test_a_study_runs_its_trials_as_ordinary_tagged_runs(small_dataset, tmp_path):
     runs_dir = tmp_path / "runs"
-    args = ["-c", TINY_SPEC, "-d", str(small_fashion), "--search", LEARNING_RATE, "--epochs", "1",
+    args = ["-c", TINY_SPEC, "-d", str(small_dataset), "--search", LEARNING_RATE, "--epochs", "1",
             "--trials", "2", "--runs-dir", str(runs_dir), "--study", "s"]
     result = _tune(*args)
     assert result.exit_code == 0, result.output
@@ -132,8 +132,8 @@ def test_a_study_runs_its_trials_as_ordinary_tagged_runs(small_fashion, tmp_path
     assert other.exit_code == 2 and "another spec or search space" in other.output
 
 
-def test_values_the_model_cannot_take_prune_that_trial_only(small_fashion, tmp_path):
-    result = _tune("-c", TINY_SPEC, "-d", str(small_fashion), "--search", "model.0.kernel_size={choice: [3, 40]}",
+def test_values_the_model_cannot_take_prune_that_trial_only(small_dataset, tmp_path):
+    result = _tune("-c", TINY_SPEC, "-d", str(small_dataset), "--search", "model.0.kernel_size={choice: [3, 40]}",
                    "--sampler", "grid", "--epochs", "1", "--trials", "2", "--runs-dir", str(tmp_path))
     assert result.exit_code == 0, result.output
     by_size = {t["params"]["model.0.kernel_size"]: t for t in json.loads(result.stdout)["trials"]}
@@ -142,7 +142,7 @@ def test_values_the_model_cannot_take_prune_that_trial_only(small_fashion, tmp_p
     assert by_size[40]["run"] is None  # no run folder for a model that cannot be built
 
 
-def test_pruning_callback_stops_training_after_the_epoch_is_recorded(small_fashion, tmp_path):
+def test_pruning_callback_stops_training_after_the_epoch_is_recorded(small_dataset, tmp_path):
     from mnistcls import data, runtime, train
     from mnistcls.tune import PruningCallback
 
@@ -151,7 +151,7 @@ def test_pruning_callback_stops_training_after_the_epoch_is_recorded(small_fashi
     callback = PruningCallback(trial)
     spec = specs.load_spec(TINY_SPEC, ["train.validation=0.2"])  # 2 epochs planned
     strategy = runtime.select_strategy("cpu").strategy
-    _, result = train.fit(spec, data.load(str(small_fashion)), tmp_path, strategy=strategy, precision="float32",
+    _, result = train.fit(spec, data.load(str(small_dataset)), tmp_path, strategy=strategy, precision="float32",
                           callbacks=[callback], test=False)
     assert callback.pruned_at == 1 and result.epochs_run == 1
     assert list(study.trials[0].intermediate_values) == [1]
@@ -159,10 +159,10 @@ def test_pruning_callback_stops_training_after_the_epoch_is_recorded(small_fashi
     assert len(json.loads((tmp_path / "history.json").read_text())) == 1
 
 
-def test_ctrl_c_records_the_trial_and_the_next_tune_runs_it_again(small_fashion, tmp_path):
+def test_ctrl_c_records_the_trial_and_the_next_tune_runs_it_again(small_dataset, tmp_path):
     import threading
 
-    args = ["-c", TINY_SPEC, "-d", str(small_fashion), "--search", LEARNING_RATE, "--epochs", "2", "--trials", "1",
+    args = ["-c", TINY_SPEC, "-d", str(small_dataset), "--search", LEARNING_RATE, "--epochs", "2", "--trials", "1",
             "--pruner", "none", "--runs-dir", str(tmp_path)]
 
     def press_ctrl_c_after_an_epoch():
@@ -187,8 +187,8 @@ def test_ctrl_c_records_the_trial_and_the_next_tune_runs_it_again(small_fashion,
 
 # --- processes: several workers, and kill -9 --------------------------------------------
 
-def _command(small_fashion, runs_dir, *extra):
-    return [sys.executable, "-m", "mnistcls", "tune", "-c", TINY_SPEC, "-d", str(small_fashion),
+def _command(small_dataset, runs_dir, *extra):
+    return [sys.executable, "-m", "mnistcls", "tune", "-c", TINY_SPEC, "-d", str(small_dataset),
             "--search", LEARNING_RATE, "--runs-dir", str(runs_dir), "--json", *extra]
 
 
@@ -231,9 +231,9 @@ def postgres_url():
         shutil.rmtree(root, ignore_errors=True)
 
 
-def test_two_workers_share_one_postgres_study(small_fashion, tmp_path, postgres_url):
+def test_two_workers_share_one_postgres_study(small_dataset, tmp_path, postgres_url):
     trials = 4
-    workers = [subprocess.Popen(_command(small_fashion, tmp_path / f"machine{i}", "--storage", postgres_url,
+    workers = [subprocess.Popen(_command(small_dataset, tmp_path / f"machine{i}", "--storage", postgres_url,
                                          "--study", "shared", "--trials", str(trials), "--epochs", "1",
                                          "--pruner", "none"),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
@@ -250,9 +250,9 @@ def test_two_workers_share_one_postgres_study(small_fashion, tmp_path, postgres_
     assert max(json.loads(out)["counted"] for out, _ in outputs) == trials
 
 
-def test_a_study_killed_mid_trial_is_completed_by_running_tune_again(small_fashion, tmp_path):
+def test_a_study_killed_mid_trial_is_completed_by_running_tune_again(small_dataset, tmp_path):
     runs_dir = tmp_path / "runs"
-    command = _command(small_fashion, runs_dir, "--trials", "1", "--epochs", "2", "--study", "k", "--pruner", "none")
+    command = _command(small_dataset, runs_dir, "--trials", "1", "--epochs", "2", "--study", "k", "--pruner", "none")
     worker = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env())
     deadline = time.monotonic() + 240
     while not any(len(run.history) >= 1 for run in runs.all_runs(runs_dir)):  # mid-trial: an epoch done

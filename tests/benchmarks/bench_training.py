@@ -1,7 +1,7 @@
 """Speed and memory of mnistcls on this machine, against the seeds' way of training.
 
 Run by hand (not collected by the test suite), on a quiet machine, with MNIST where
-mnistcls finds it (e.g. MNISTCLS_DATA_DIR=../shared/data):
+mnistcls finds it (e.g. MNISTCLS_DATA_DIR=~/datasets, holding mnist/):
 
     .venv/bin/python tests/benchmarks/bench_training.py            # about 12 minutes on 2 cores
     .venv/bin/python tests/benchmarks/bench_training.py --best     # adds best_mnist and best_fashion (4-5x each)
