@@ -14,6 +14,7 @@ from functools import cache
 
 from mnistcls import layers
 from mnistcls.errors import SpecError
+from mnistcls.spec.model import last_entry
 
 MNIST_SHAPE = (28, 28, 1)
 
@@ -25,11 +26,13 @@ class LayerRow:
     output_shape: tuple
     params: int
     macs: int | None  # multiply-accumulates per image; None where mnistcls cannot count them
+    path: str = ""  # the spec entry it was made for ("model.2.layers.0 #3": the third copy of a repeat)
+    inputs: tuple = ()  # the names of the layers whose outputs it takes
 
 
 @dataclass
 class ModelSummary:
-    """What `mnistcls summary` shows of a model: Keras' table plus MACs."""
+    """What `mnistcls summary` shows of a model: Keras' table plus MACs, and for a graph what feeds each layer."""
 
     name: str
     description: str
@@ -44,82 +47,164 @@ class ModelSummary:
         macs = [r.macs for r in self.rows]
         return None if None in macs else sum(macs)
 
+    @property
+    def is_graph(self):
+        """Whether some layer takes another input than the layer before it (a residual or parallel block)."""
+        return any(list(row.inputs) != [before.name] for before, row in zip(self.rows, self.rows[1:]))
+
     def to_dict(self):
         return {
             "name": self.name, "description": self.description,
-            "layers": [{"name": r.name, "type": r.kind, "output_shape": list(r.output_shape),
-                        "params": r.params, "macs": r.macs} for r in self.rows],
+            "layers": [{"name": r.name, "type": r.kind, "path": r.path, "output_shape": list(r.output_shape),
+                        "params": r.params, "macs": r.macs, "inputs": list(r.inputs)} for r in self.rows],
             "total_params": self.total, "trainable_params": self.trainable,
             "non_trainable_params": self.non_trainable, "macs_per_image": self.macs,
             "flops_per_image": None if self.macs is None else 2 * self.macs,
         }
 
 
-def build_model(spec, input_shape=MNIST_SHAPE, num_classes=10, pixel_stats=(0.0, 1.0), dtype="float32"):
-    """Lay out the spec's layers as a Keras functional model.
+def build_model(spec, input_shape=MNIST_SHAPE, num_classes=10, pixel_stats=(0.0, 1.0), dtype="float32",
+                replicas=1):
+    """Lay out the spec's entries as a Keras functional model.
 
     Args:
         spec: a validated `Spec`.
         input_shape: (H, W, channels) of the dataset's images.
         num_classes: the dataset's number of classes; the output must have this size.
         pixel_stats: (mean, std) of the training set's x/255, used by `standardize`.
-        dtype: Keras dtype policy for the layers (e.g. "mixed_bfloat16"); the last
-            layer always computes in float32 so the loss stays accurate.
+        dtype: Keras dtype policy for the layers (e.g. "mixed_bfloat16"); the layer
+            that makes the output (a block's merge, where the model ends in a block)
+            always computes in float32 so the loss stays accurate.
+        replicas: how many replicas train the model in lockstep (distribution strategies):
+            above 1, batch normalization takes its statistics over the global batch, as
+            one process would, unless the spec says `synchronized: false`.
 
     Raises:
-        SpecError: naming each layer whose shape cannot work.
+        SpecError: naming the first entry whose shapes cannot work.
     """
+    return lay_out(spec, input_shape, num_classes, pixel_stats, dtype, replicas)[0]
+
+
+def lay_out(spec, input_shape=MNIST_SHAPE, num_classes=10, pixel_stats=(0.0, 1.0), dtype="float32", replicas=1):
+    """(the model build_model makes, {layer name: the spec path it was made for}), for summaries."""
     import keras
 
     inputs = keras.Input(shape=input_shape, dtype="float32", name="image")
     x = _preprocessing(spec.data.preprocess, pixel_stats, dtype)(inputs)
-    problems = []
-    for position, layer_spec in enumerate(spec.model):
-        path = f"model.{layer_spec.index}"
-        last = position == len(spec.model) - 1
-        _, layer_type = layers.resolve(layer_spec.type)
-        if layer_type.flat_input and len(x.shape) > 2:
-            problems.append(spec.problem(path, f"'{layer_spec.type}' needs flat input but gets shape "
-                                         f"{format_shape(x.shape)}: add `- flatten` or a global pooling "
-                                         "layer before it"))
-            break
-        args = {"dtype": "float32" if last else dtype, **layer_spec.args}
+    layout = Layout(spec, dtype, replicas)
+    x = layout.entries(spec.model, x, final=True)
+    if tuple(x.shape[1:]) != (num_classes,):
+        raise SpecError([spec.problem(last_entry(spec.model), f"the model outputs shape {format_shape(x.shape)}, but "
+                                                              f"the dataset has {num_classes} classes: end with a "
+                                                              f"layer of {num_classes} units")])
+    return keras.Model(inputs, x, name=spec.name), layout.paths
+
+
+class Layout:
+    """Lays out a spec's entries one after another; blocks lay out theirs through it (blocks.BlockType.lay_out).
+
+    The first entry whose shapes cannot work stops the layout with a SpecError
+    naming it: the shapes after it are unknown.
+    """
+
+    def __init__(self, spec, dtype, replicas=1):
+        self.spec, self.policy = spec, dtype
+        # Keras class -> arguments it gets unless the spec gives them
+        self.defaults = {"BatchNormalization": {"synchronized": True}} if replicas > 1 else {}
+        self.paths = {}  # Keras layer name -> the spec path (and copy) it was made for
+        self._copies = []  # (copy, of how many) of each repeat the layout is inside, outermost first
+
+    def entries(self, entries, x, final, copy=None):
+        """x after each of `entries`; `final`: the last of them makes the model's output."""
+        if copy:
+            self._copies.append(copy)
         try:
-            layer = layers.make_layer(layer_spec.type, args)
+            for position, entry in enumerate(entries):
+                x = self.entry(entry, x, final and position == len(entries) - 1)
+        finally:
+            if copy:
+                self._copies.pop()
+        return x
+
+    def entry(self, entry, x, final):
+        if entry.block:
+            return entry.block.lay_out(self, entry, x, final)
+        return self._layer(entry, x, final)
+
+    def _layer(self, entry, x, final):
+        cls, layer_type = layers.resolve(entry.type)
+        if layer_type.flat_input and len(x.shape) > 2:
+            raise self.problem(entry.path, f"'{entry.type}' needs flat input but gets shape {format_shape(x.shape)}: "
+                                           "add `- flatten` or a global pooling layer before it")
+        try:
+            layer = layers.make_layer(entry.type, {"dtype": self.dtype(final), **self.defaults.get(cls.__name__, {}),
+                                                   **entry.args})
             window = _window_too_large(layer, x.shape)
             if window:
-                arg = "kernel_size" if "kernel_size" in layer_spec.args else "pool_size"
-                problems.append(spec.problem(f"{path}.{arg}", f"'{layer_spec.type}' {window}"))
-                break
-            x = layer(x)
+                arg = "kernel_size" if "kernel_size" in entry.args else "pool_size"
+                raise self.problem(f"{entry.path}.{arg}", f"'{entry.type}' {window}")
+            x = self.apply(layer, x, entry.path)
         except (ValueError, TypeError) as err:
             # What Keras raises when a layer's arguments or input cannot work: a spec problem. Anything
             # else is a bug (in mnistcls or Keras) and keeps its traceback.
-            problems.append(spec.problem(path, f"'{layer_spec.type}' cannot work here: {_keras_message(err)}"))
-            break
+            raise self.problem(entry.path, f"'{entry.type}' cannot work here: {_keras_message(err)}") from None
         if any(d is not None and d < 1 for d in x.shape[1:]):
-            problems.append(spec.problem(path, f"'{layer_spec.type}' shrinks the image to nothing: "
-                                         f"output shape {format_shape(x.shape)}"))
-            break
-    else:
-        if tuple(x.shape[1:]) != (num_classes,):
-            problems.append(spec.problem(f"model.{spec.model[-1].index}",
-                                         f"the model outputs shape {format_shape(x.shape)}, but the dataset has "
-                                         f"{num_classes} classes: end with a layer of {num_classes} units"))
-    if problems:
-        raise SpecError(problems)
-    return keras.Model(inputs, x, name=spec.name)
+            raise self.problem(entry.path, f"'{entry.type}' shrinks the image to nothing: "
+                                           f"output shape {format_shape(x.shape)}")
+        return x
+
+    def batch_normalization(self):
+        """The batch normalization a block adds of its own (a projection's)."""
+        import keras
+
+        return keras.layers.BatchNormalization(dtype=self.dtype(False), **self.defaults.get("BatchNormalization", {}))
+
+    def apply(self, layer, inputs, path):
+        """Call `layer` on `inputs`, recording which spec entry (and copy of a repeat) it belongs to."""
+        outputs = layer(inputs)
+        self.paths[layer.name] = path + (" #" + ".".join(str(copy) for copy, _ in self._copies) if self._copies else "")
+        return outputs
+
+    def dtype(self, final):
+        """The dtype policy of a layer: the spec's, but float32 for the one that makes the model's output."""
+        return "float32" if final else self.policy
+
+    def problem(self, path, message):
+        """A SpecError at `path`, saying which copy of a repeat it is in."""
+        where = "".join(f" (in copy {copy} of {count})" for copy, count in self._copies if count > 1)
+        return SpecError([self.spec.problem(path, message + where)])
+
+    @staticmethod
+    def shape(tensor):
+        return format_shape(tensor.shape)
 
 
-def summarize(model, name, description=""):
-    """Keras' summary figures for `model`, plus multiply-accumulates per image."""
+def summarize(model, name, description="", paths=None):
+    """Keras' summary figures for `model`, plus multiply-accumulates per image and, with the `paths` of
+    `lay_out`, the spec entry of each layer."""
     rows = []
+    inputs = _inputs_by_layer(model.get_config())
     for layer in model.layers[1:]:  # layers[0] is the Input
-        rows.append(LayerRow(layer.name, type(layer).__name__, tuple(layer.output.shape),
-                             layer.count_params(), _macs(layer)))
+        rows.append(LayerRow(layer.name, type(layer).__name__, tuple(layer.output.shape), layer.count_params(),
+                             _macs(layer), (paths or {}).get(layer.name, ""), inputs.get(layer.name, ())))
     total = model.count_params()
     trainable = sum(_size(weight) for weight in model.trainable_weights)  # Keras counts it so, privately
     return ModelSummary(name, description, rows, total, trainable, total - trainable)
+
+
+def _inputs_by_layer(config):
+    """{layer name: names of the layers it takes its inputs from}, read from a functional model's config,
+    where each input is written as a tensor with its `keras_history` [layer name, node, tensor]."""
+    def sources(value):
+        if isinstance(value, dict):
+            history = value.get("config", {}).get("keras_history") if value.get("class_name") == "__keras_tensor__" \
+                else None
+            return [history[0]] if history else [name for v in value.values() for name in sources(v)]
+        if isinstance(value, (list, tuple)):
+            return [name for v in value for name in sources(v)]
+        return []
+
+    return {layer["name"]: tuple(sources(layer.get("inbound_nodes", []))) for layer in config.get("layers", [])}
 
 
 def _preprocessing(kind, pixel_stats, dtype):
@@ -150,6 +235,12 @@ def _macs(layer):
     """Multiply-accumulates per image of one layer, or None where mnistcls cannot count them."""
     counter = _mac_counters().get(type(layer).__name__)
     return counter(layer) if counter else None
+
+
+def _merged(layer):
+    # One operation per output value for each input beyond the first (an average also divides once).
+    extra = 1 if type(layer).__name__ == "Average" else 0
+    return (len(layer.input) - 1 + extra) * math.prod(layer.output.shape[1:])
 
 
 def _positions(shape):
@@ -206,6 +297,8 @@ def _mac_counters():
         "Dense", "Conv1D", "Conv2D", "Conv3D", "DepthwiseConv1D", "DepthwiseConv2D")})
     counters.update({name: _kernel_at_each_input for name in ("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose")})
     counters.update({name: _separable for name in ("SeparableConv1D", "SeparableConv2D")})
+    counters.update({name: _merged for name in ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum")})
+    counters["Concatenate"] = lambda layer: 0  # a copy
     return counters
 
 

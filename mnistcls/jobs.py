@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mnistcls import data, images, keras_compat, plots, progress, report, runs, runtime, spec as specs
-from mnistcls.build import build_model, summarize
+from mnistcls.build import build_model, lay_out, summarize
 from mnistcls.errors import DataError, Diverged, Interrupted, SpecError, UsageError
 
 
@@ -39,7 +39,8 @@ def summarize_specs(configs, overrides):
     for path in paths:
         try:
             spec = specs.load_spec(path, overrides)
-            summaries.append(summarize(build_model(spec), spec.name, spec.description))
+            model, paths = lay_out(spec)
+            summaries.append(summarize(model, spec.name, spec.description, paths))
         except SpecError as err:
             problems += err.problems
     if problems:

@@ -89,9 +89,11 @@ def error(message):
 # --- summary -----------------------------------------------------------------------
 
 def model_summary(summary):
-    """Keras' summary layout (Layer (type) | Output Shape | Param #) plus MACs."""
-    rows = [(f"{r.name} ({r.kind})", format_shape(r.output_shape), count(r.params), count(r.macs))
-            for r in summary.rows]
+    """Keras' summary layout (Layer (type) | Output Shape | Param #) plus MACs; for a graph (a model with
+    residual or parallel blocks), also each layer's spec entry and the layers it takes its input from."""
+    graph = summary.is_graph
+    rows = [(f"{r.name} ({r.kind})", *([r.path or "-"] if graph else []), format_shape(r.output_shape),
+             count(r.params), count(r.macs), *([", ".join(r.inputs)] if graph else [])) for r in summary.rows]
     caption = (f"Total params: {count(summary.total)}\n"
                f"Trainable params: {count(summary.trainable)}\n"
                f"Non-trainable params: {count(summary.non_trainable)}\n"
@@ -100,7 +102,11 @@ def model_summary(summary):
                 "(next to nothing)" + ("; n/a: a layer type whose MACs mnistcls cannot count" if summary.macs is None
                                        else ""))
     title = f"{summary.name}: {summary.description}" if summary.description else summary.name
-    return table(title, ["Layer (type)", "Output Shape", "Param #>", "MACs>"], rows, caption)
+    columns = ["Layer (type)", "Output Shape", "Param #>", "MACs>"]
+    if graph:
+        columns = ["Layer (type)", "Spec entry", "Output Shape", "Param #>", "MACs>", "Connected to"]
+        caption += "\nMerges count one operation per value for each input beyond the first; a concat, none"
+    return table(title, columns, rows, caption)
 
 
 def models_overview(summaries):

@@ -216,16 +216,16 @@ def _target(name, spec, problem):
     if any(name == f or name.startswith(f + ".") for f in FIXED_FIELDS):
         problem(name, "cannot be searched: every trial must be measured on the same data and hold-out")
         return None
-    match = re.fullmatch(r"model\.(\d+)", name)
-    if not match:
+    entry = specs.find_entry(spec.model, name)
+    if entry is None:
+        if re.fullmatch(r"model\.\d+", name):
+            problem(name, f"no such layer (the model has {len(spec.model)})")
+            return None
         return name
-    layer = next((lay for lay in spec.model if lay.index == int(match.group(1))), None)
-    if layer is None:
-        problem(name, f"no such layer (the model has {len(spec.model)})")
-        return None
-    kind = layers.LAYERS.get(layer.type)
+    kind = layers.LAYERS.get(entry.type)
     if kind is None or not kind.primary:
-        problem(name, f"a '{layer.type}' layer has no bare-value form: name its argument, e.g. {name}.ARGUMENT")
+        what = "block" if entry.block else "layer"
+        problem(name, f"a '{entry.type}' {what} has no bare-value form: name its argument, e.g. {name}.ARGUMENT")
         return None
     return f"{name}.{kind.primary}"
 

@@ -135,7 +135,7 @@ def compiled_model(spec, dataset, pixel_stats, steps, *, strategy, precision):
     keras.utils.set_random_seed(spec.train.seed)  # the initial weights follow from the spec's seed
     with strategy.scope():
         model = build_model(spec, input_shape=(*dataset.image_shape, 1), num_classes=dataset.num_classes,
-                            pixel_stats=pixel_stats, dtype=precision)
+                            pixel_stats=pixel_stats, dtype=precision, replicas=strategy.num_replicas_in_sync)
         learning_rate, schedule_callbacks = optimizers.learning_rate(spec.train, steps)
         optimizer = optimizers.optimizer(spec.train.optimizer, learning_rate)
         if precision == "mixed_float16":

@@ -94,6 +94,7 @@ def small_dataset(tmp_path_factory):
 
 
 TINY_SPEC = str(Path(__file__).parent / "specs" / "tiny_cnn.yaml")
+TINY_GRAPH = str(Path(__file__).parent / "specs" / "tiny_graph.yaml")  # every kind of block
 
 
 @pytest.fixture(scope="session")

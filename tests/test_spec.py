@@ -15,7 +15,7 @@ from conftest import TINY_SPEC
 
 BROKEN = sorted((Path(__file__).parent / "specs" / "broken").glob("*.yaml"))
 
-# Parameter counts of the study the seeds describe (the seed studies of configs/studies/): total, trainable, non-trainable.
+# Parameter counts the seeds printed (see configs/studies/): total, trainable, non-trainable.
 STUDY_PARAMS = {
     "a1_linear": (7_850, 7_850, 0),
     "a2_hidden128": (101_770, 101_770, 0),

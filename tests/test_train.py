@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import TINY_SPEC, wait_for_epochs
+from conftest import TINY_GRAPH, TINY_SPEC, wait_for_epochs
 from mnistcls import runs
 from mnistcls.cli import cli
 
@@ -122,9 +122,10 @@ def _start(args, runs_dir):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill-9"])
-def test_an_interrupted_run_resumes_to_the_same_result(small_dataset, tmp_path, how):
-    args = ["-c", TINY_SPEC, "-d", str(small_dataset), "--epochs", "12", "--seed", "3"]
+@pytest.mark.parametrize("how, spec", [(signal.SIGINT, TINY_SPEC), (signal.SIGKILL, TINY_SPEC),
+                                       (signal.SIGKILL, TINY_GRAPH)], ids=["ctrl-c", "kill-9", "graph-kill-9"])
+def test_an_interrupted_run_resumes_to_the_same_result(small_dataset, tmp_path, how, spec):
+    args = ["-c", spec, "-d", str(small_dataset), "--epochs", "12", "--seed", "3"]
     process = _start(args, tmp_path / "cut")
     run = wait_for_epochs(tmp_path / "cut", 3, process)
     process.send_signal(how)

@@ -191,8 +191,8 @@ def _deployable(model):
     bfloat16 kernels, and every runtime computes float32 best. Random layers that
     pass their input through at inference (augmentation, dropout, noise) are left
     out: their unused random ops would still be traced, and TFLite has no kernels for
-    them. A model trained on logits gets a softmax on top. build_model makes every
-    model a chain of layers, so the chain is re-laid without them.
+    them (each passes its input on in the copy's graph). A model trained on logits
+    gets a softmax on top.
     """
     import keras
 
@@ -202,10 +202,14 @@ def _deployable(model):
             layer["config"]["dtype"] = "float32"
     float32 = keras.Model.from_config(config)
     float32.set_weights(model.get_weights())
-    x = inputs = keras.Input(shape=float32.input_shape[1:], dtype="float32", name=INPUT_NAME)
-    for layer in float32.layers[1:]:
-        if not _passes_through_at_inference(layer):
-            x = layer(x)
+
+    def call(layer, *args, **kwargs):
+        return args[0] if _passes_through_at_inference(layer) else layer(*args, **kwargs)
+
+    inputs = keras.Input(shape=float32.input_shape[1:], dtype="float32", name=INPUT_NAME)
+    deployed = keras.models.clone_model(float32, input_tensors=inputs, clone_function=lambda layer: layer,
+                                        call_function=call)
+    x = deployed.output
     if model.loss.get_config().get("from_logits"):
         x = keras.layers.Softmax(name="probabilities")(x)
     return keras.Model(inputs, x, name=model.name)

@@ -21,13 +21,18 @@ A spec goes through the modules of this package in order:
 `load_spec` checks the whole file and raises one `SpecError` listing every problem
 with its file, line and field path. Shapes are checked later, when `build` lays
 the layers out (a shape can only be known once every argument is valid).
+
+Field paths are dotted, list entries by position: `train.optimizer.learning_rate`,
+`model.3.units`; inside a block (mnistcls.blocks) `model.2.times`,
+`model.2.layers.0.filters`, `model.5.branches.1.0.kernel_size`. The same paths
+name fields in messages, `--set`, a study's `set:` and tune's search spaces.
 """
 
 from pathlib import Path
 
 from mnistcls import checks
 from mnistcls.errors import SpecError, UsageError
-from mnistcls.spec.model import LayerSpec, normalize_model
+from mnistcls.spec.model import LayerSpec, find_entry, normalize_model, walk
 from mnistcls.spec.overrides import apply_override, split_sweep
 from mnistcls.spec.reader import (MAX_YAML_CHARS, MAX_YAML_DEPTH, MAX_YAML_VALUES, YAMLLimitError, locate,
                                   read_yaml, read_yaml_lines)
@@ -38,7 +43,7 @@ from mnistcls.spec.sections import (DATASET_STYLES, LOSSES, OPTIMIZERS, PRECISIO
 __all__ = [
     "CONFIG_DIR", "find_config", "find_file", "bundled_configs", "load_spec", "parse_spec", "split_sweep",
     "read_yaml", "read_yaml_lines", "locate", "YAMLLimitError", "MAX_YAML_CHARS", "MAX_YAML_DEPTH",
-    "MAX_YAML_VALUES", "Spec", "DataSpec", "TrainSpec", "OptimizerSpec", "ScheduleSpec", "LayerSpec",
+    "MAX_YAML_VALUES", "Spec", "DataSpec", "TrainSpec", "OptimizerSpec", "ScheduleSpec", "LayerSpec", "find_entry", "walk",
     "OPTIMIZERS", "SCHEDULES", "LOSSES", "PRECISIONS", "STYLES", "DATASET_STYLES", "TEST_TIME_AUGMENTATIONS",
 ]
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 
 from mnistcls import checks, layers
-from mnistcls.spec.model import check_model, output_activation
+from mnistcls.spec.model import check_model, last_entry, output_activation
 from mnistcls.spec.reader import locate
 
 # Keras optimizer classes by spec name; their options are checked against Keras' signature.
@@ -204,7 +204,7 @@ class Spec:
             "name": self.name,
             "description": self.description,
             "data": _as_plain(self.data),
-            "model": [{lay.type: lay.args} for lay in self.model],
+            "model": [entry.to_dict() for entry in self.model],
             "train": _as_plain(self.train),
         }
 
@@ -303,7 +303,7 @@ def _check_schedule(schedule, raw, path, problem):
 def _check_output(model, train, problem, written):
     """The loss must read the model's output as what it is: probabilities or logits."""
     softmax = output_activation(model) == "softmax"
-    last = f"model.{model[-1].index}" if model else "model"
+    last = last_entry(model) if model else "model"
     # Point at from_logits where the user wrote it, else at the layer that disagrees with its default.
     where = "train.from_logits" if written else last
     if softmax and train.from_logits:
