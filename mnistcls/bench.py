@@ -1,8 +1,16 @@
-"""How fast this machine trains and evaluates a spec's model: what `mnistcls bench` reports.
+"""How fast this machine trains and evaluates a spec's model, and how near its matrix-multiply peak:
+what `mnistcls bench` reports.
 
 Speed does not depend on what the pixels show, so random images of the dataset's
 shape stand in for the real ones: the benchmark needs no data, and it measures
-exactly the pipeline, precision and execution settings `mnistcls train` uses.
+exactly the model, pipeline, precision and steps per call `mnistcls train` uses
+for that spec on that dataset (its image size, class count and steps per epoch).
+
+Work is counted in floating-point operations: a forward pass is two per
+multiply-accumulate of the model summary's; a training step about three times a
+forward pass (the backward pass computes gradients for both the inputs and the
+weights of each layer). The peak is measured here, in the same run: chained large
+matrix products in the precision the model computes in.
 """
 
 import time
@@ -11,9 +19,23 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from mnistcls import pipeline, train
+from mnistcls.build import summarize
 from mnistcls.data import Dataset
 
-TRAIN_IMAGES, TEST_IMAGES = 60_000, 10_000  # MNIST's and Fashion-MNIST's split sizes
+TRAIN_FLOPS_PER_FORWARD = 3  # forward, then gradients of inputs and of weights, each about as costly
+WARMUP_CALLS = 2  # calls into TensorFlow that trace and warm the training step before timing it
+PEAK_SECONDS = 1.0  # how long the matrix-multiply probe runs
+PEAK_SIZE = 1024  # its matrices are PEAK_SIZE x PEAK_SIZE
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What a spec is trained on, as far as speed goes."""
+
+    image_shape: tuple = (28, 28)
+    num_classes: int = 10
+    train_images: int = 60_000  # MNIST's and Fashion-MNIST's split sizes
+    test_images: int = 10_000
 
 
 @dataclass
@@ -21,47 +43,105 @@ class Speed:
     config: str
     precision: str
     batch_size: int
+    steps_per_execution: int  # as `train` runs it on this workload
     train_images_per_second: float
     eval_images_per_second: float
+    flops_per_image: int | None  # one forward pass; None where a layer's MACs are unknown
+    train_images: int
+    test_images: int
+    peak_gflops: float | None = None  # this machine's matmul rate in `precision`, when measured
 
     @property
     def seconds_per_epoch(self):
-        """A training epoch over 60,000 images plus validation on 10,000."""
-        return TRAIN_IMAGES / self.train_images_per_second + TEST_IMAGES / self.eval_images_per_second
+        """A training epoch over the workload's training images plus validation on its test images."""
+        return self.train_images / self.train_images_per_second + self.test_images / self.eval_images_per_second
+
+    @property
+    def train_gflops(self):
+        if self.flops_per_image is None:
+            return None
+        return TRAIN_FLOPS_PER_FORWARD * self.flops_per_image * self.train_images_per_second / 1e9
+
+    @property
+    def eval_gflops(self):
+        return None if self.flops_per_image is None else self.flops_per_image * self.eval_images_per_second / 1e9
+
+    def share_of_peak(self, gflops):
+        return None if gflops is None or not self.peak_gflops else gflops / self.peak_gflops
 
     def to_dict(self):
-        return {**asdict(self), "seconds_per_epoch": self.seconds_per_epoch}
+        return {**asdict(self), "seconds_per_epoch": self.seconds_per_epoch, "train_gflops": self.train_gflops,
+                "eval_gflops": self.eval_gflops, "train_share_of_peak": self.share_of_peak(self.train_gflops),
+                "eval_share_of_peak": self.share_of_peak(self.eval_gflops)}
 
 
-WARMUP_STEPS = 16  # enough to build and trace the training step before timing it
-
-
-def measure(spec, *, strategy, precision, steps):
-    """Time `steps` training steps (after WARMUP_STEPS) and an evaluation pass."""
+def measure(spec, *, strategy, precision, steps, workload=Workload()):
+    """Time about `steps` training steps (whole calls into TensorFlow, after warming up) and an evaluation pass."""
     batch = spec.train.batch_size
+    epoch_steps = train.steps_per_epoch(spec.train, workload.train_images)
+    per_call = train.steps_per_execution(spec.train, epoch_steps, strategy)
+    timed_steps = -(-steps // per_call) * per_call  # whole calls, as most of an epoch's are
+    warmup_steps = WARMUP_CALLS * per_call
     rng = np.random.default_rng(0)
-    count = batch * (steps + WARMUP_STEPS)
-    stand_in = Dataset(name="random", class_names=[str(i) for i in range(10)],
-                       x_train=rng.integers(0, 256, (count, 28, 28), dtype=np.uint8),
-                       y_train=rng.integers(0, 10, count, dtype=np.uint8),
-                       x_test=rng.integers(0, 256, (TEST_IMAGES // 2, 28, 28), dtype=np.uint8),
-                       y_test=rng.integers(0, 10, TEST_IMAGES // 2, dtype=np.uint8),
+    count = batch * (timed_steps + warmup_steps)
+    eval_count = min(workload.test_images, 5_000)
+    stand_in = Dataset(name="random", class_names=[str(i) for i in range(workload.num_classes)],
+                       x_train=rng.integers(0, 256, (count, *workload.image_shape), dtype=np.uint8),
+                       y_train=rng.integers(0, workload.num_classes, count, dtype=np.uint8),
+                       x_test=rng.integers(0, 256, (eval_count, *workload.image_shape), dtype=np.uint8),
+                       y_test=rng.integers(0, workload.num_classes, eval_count, dtype=np.uint8),
                        source="random", verified=None)
     one_hot = spec.train.loss == "categorical_crossentropy"
-    model, _ = train.compiled_model(spec, stand_in, (0.5, 0.25), steps, strategy=strategy, precision=precision)
+    model, _ = train.compiled_model(spec, stand_in, (0.5, 0.25), epoch_steps, strategy=strategy,
+                                    precision=precision)
 
-    def batches(n):
-        return pipeline.training_batches(stand_in.x_train[:n * batch], stand_in.y_train[:n * batch], batch,
-                                         spec.train.seed, 0, 1, 10, one_hot)
+    def one_epoch(first, n):
+        batches, _ = pipeline.training_batches(stand_in.x_train[first * batch:(first + n) * batch],
+                                               stand_in.y_train[first * batch:(first + n) * batch], batch,
+                                               spec.train.seed, workload.num_classes, one_hot)
+        return batches
 
-    model.fit(batches(WARMUP_STEPS), steps_per_epoch=WARMUP_STEPS, shuffle=False, verbose=0)
+    model.fit(one_epoch(0, warmup_steps), shuffle=False, verbose=0)
     started = time.perf_counter()
-    model.fit(batches(steps), steps_per_epoch=steps, shuffle=False, verbose=0)
+    model.fit(one_epoch(warmup_steps, timed_steps), shuffle=False, verbose=0)
     train_seconds = time.perf_counter() - started
 
-    test = pipeline.batches(stand_in.x_test, stand_in.y_test, pipeline.EVAL_BATCH_SIZE, 10, one_hot)
+    test = pipeline.batches(stand_in.x_test, stand_in.y_test, pipeline.EVAL_BATCH_SIZE, workload.num_classes,
+                            one_hot)
     model.evaluate(test.take(1), verbose=0)  # trace before timing
     started = time.perf_counter()
     model.evaluate(test, verbose=0)
     eval_seconds = time.perf_counter() - started
-    return Speed(spec.name, precision, batch, steps * batch / train_seconds, len(stand_in.x_test) / eval_seconds)
+    macs = summarize(model, spec.name).macs
+    return Speed(spec.name, precision, batch, per_call, timed_steps * batch / train_seconds, eval_count / eval_seconds,
+                 None if macs is None else 2 * macs, workload.train_images, workload.test_images)
+
+
+def matmul_peak_gflops(precision):
+    """This machine's rate of large matrix products in the compute dtype of `precision`, in GFLOP/s.
+
+    Chained products (each one's result feeds the next), so nothing is skipped or
+    cached, in one traced function, repeated for about PEAK_SECONDS after a warm-up.
+    """
+    import tensorflow as tf
+
+    dtype = {"mixed_bfloat16": tf.bfloat16, "mixed_float16": tf.float16}.get(precision, tf.float32)
+    rng = np.random.default_rng(0)
+    # Orthogonal-ish scaling keeps the chained values finite in every precision.
+    start = tf.cast(rng.standard_normal((PEAK_SIZE, PEAK_SIZE)) / np.sqrt(PEAK_SIZE), dtype)
+    factor = tf.cast(rng.standard_normal((PEAK_SIZE, PEAK_SIZE)) / np.sqrt(PEAK_SIZE), dtype)
+    chain = 8
+
+    @tf.function
+    def products(x):
+        for _ in range(chain):
+            x = tf.matmul(x, factor)
+        return x
+
+    products(start).numpy()  # trace and warm up
+    runs, started = 0, time.perf_counter()
+    while time.perf_counter() - started < PEAK_SECONDS:
+        products(start).numpy()
+        runs += 1
+    seconds = time.perf_counter() - started
+    return 2 * PEAK_SIZE ** 3 * chain * runs / seconds / 1e9

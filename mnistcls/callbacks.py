@@ -62,6 +62,17 @@ class RestoreState(keras.callbacks.Callback):
         self.model.load_weights(self.path)
 
 
+class EpochOfTheData(keras.callbacks.Callback):
+    """Tells the training pipeline (pipeline.training_batches) which epoch's batches to make, as each begins."""
+
+    def __init__(self, epoch_variable):
+        super().__init__()
+        self.epoch_variable = epoch_variable
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_variable.assign(epoch)
+
+
 class RandomnessPerEpoch(keras.callbacks.Callback):
     """Sets the random state of dropout and augmentation layers from (seed, epoch) as each epoch starts.
 
@@ -140,7 +151,8 @@ class ProgressEvents(keras.callbacks.Callback):
         self.display.epoch_begin(epoch + 1, self.epochs, self.steps)
 
     def on_train_batch_end(self, batch, logs=None):
-        self.display.batch_end(batch + 1, logs or {})
+        # `batch` is the last step of a call into TensorFlow; an epoch's last call may run fewer
+        self.display.batch_end(min(batch + 1, self.steps), logs or {})
 
     def on_epoch_end(self, epoch, logs=None):
         self.display.epoch_end(epoch + 1, logs or {}, time.perf_counter() - self._started)

@@ -162,7 +162,7 @@ def run_environment(spec, dataset, placement, precision, sweep):
         "data": {"source": dataset.source, "verified": dataset.verified},
         # What best_val_* were measured on: "test" makes them the best test scores seen during training.
         "validation": spec.train.validation,
-        # The spec's steps_per_execution is lowered to a divisor of the epoch's steps: the one really used.
+        # The spec's steps_per_execution, at most an epoch's steps (one per call on a cluster): the one used.
         "steps_per_epoch": steps, "steps_per_execution": train.steps_per_execution(spec.train, steps,
                                                                                     placement.strategy),
     }
@@ -430,16 +430,33 @@ def _class_names(run, count):
 
 # --- bench ------------------------------------------------------------------------------
 
-def bench_all(configs, overrides, *, device, steps):
-    """(one bench.Speed per config, words for the device) for `mnistcls bench`."""
+def bench_all(configs, overrides, *, device, steps, dataset=None, data_dir=None, offline=None):
+    """(one bench.Speed per config, words for the device) for `mnistcls bench`: each timed on the workload of
+    `dataset` (default: its spec's own), and beside this machine's matmul peak in its precision."""
     from mnistcls import bench  # imports TensorFlow
 
     placement = runtime.select_strategy(device)
-    speeds = []
-    for spec in [specs.load_spec(config, overrides) for config in configs]:
+    extra = [f"data.dataset={json.dumps(dataset_name(dataset))}"] if dataset else []
+    speeds, peaks = [], {}
+    for spec in [specs.load_spec(config, [*overrides, *extra]) for config in configs]:
         precision = runtime.choose_precision(spec.train.precision, placement.on_gpu)
-        speeds.append(bench.measure(spec, strategy=placement.strategy, precision=precision, steps=steps))
+        speed = bench.measure(spec, strategy=placement.strategy, precision=precision, steps=steps,
+                              workload=workload(spec.data.dataset, data_dir, offline))
+        if precision not in peaks:
+            peaks[precision] = bench.matmul_peak_gflops(precision)
+        speed.peak_gflops = peaks[precision]
+        speeds.append(speed)
     return speeds, placement.description
+
+
+def workload(dataset, data_dir=None, offline=None):
+    """The bench.Workload of a dataset: a built-in one's known sizes, or a folder's own (its files are read)."""
+    from mnistcls import bench
+
+    if dataset in data.DATASETS:
+        return bench.Workload(num_classes=len(data.DATASETS[dataset].class_names))
+    loaded = data.load(dataset, data_dir=data_dir, offline=offline)
+    return bench.Workload(loaded.image_shape, loaded.num_classes, len(loaded.x_train), len(loaded.x_test))
 
 
 # --- data show --------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 Training batches follow a permutation computed from (seed, epoch), not from an
 iterator's state, so a run resumed at epoch k sees exactly the batches an
-uninterrupted run sees.
+uninterrupted run sees; each epoch is iterated on its own, so it ends where its
+data does.
 """
 
 import numpy as np
@@ -31,29 +32,35 @@ def pixel_stats(images):
     return float(x.mean()), float(x.std())
 
 
-def training_batches(x, y, batch_size, seed, first_epoch, epochs, num_classes, one_hot):
-    """Shuffled global batches for epochs first_epoch..epochs-1.
+def training_batches(x, y, batch_size, seed, num_classes, one_hot):
+    """(batches, epoch): the shuffled global batches of one epoch, and the tf.Variable saying which epoch.
 
-    Each epoch's order is a permutation computed from (seed, epoch) alone, so a
-    resumed run, and every worker of a cluster, sees the same global batches. Under
-    a distribution strategy Keras splits each global batch into one slice per
-    replica; sharding by data (not by input file, there is none) gives each worker
-    its own slices of the same global batch.
+    Each time Keras iterates `batches` (once per epoch), it gets the epoch that
+    `epoch` holds then (callbacks.EpochOfTheData sets it as each epoch begins): a
+    permutation computed from (seed, epoch) alone, so a resumed run, and every worker
+    of a cluster, sees the same global batches, and an epoch ends where its data does,
+    however many steps each call into TensorFlow runs (the last call of an epoch may
+    run fewer). Under a distribution strategy Keras splits each global batch into one
+    slice per replica; sharding by data (not by input file, there is none) gives each
+    worker its own slices of the same global batch.
     """
     images, labels = tf.constant(x), tf.constant(y)
     count = len(x)
+    epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="data_epoch")
 
-    def epoch_batches(epoch):
+    def epoch_batches(_):  # read when the epoch's iteration starts, not when the pipeline is made
         order = tf.random.experimental.stateless_shuffle(
-            tf.range(count), seed=tf.stack([tf.cast(seed, tf.int64), epoch]))
+            tf.range(count), seed=tf.stack([tf.cast(seed, tf.int64), epoch.read_value()]))
         return tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=True)
 
     def gather(index):  # one gather per batch, far cheaper than a map per image
         return _features(tf.gather(images, index), tf.gather(labels, index), num_classes, one_hot)
 
-    return (tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch_batches)
-            .map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-            .prefetch(tf.data.AUTOTUNE).with_options(_OPTIONS))
+    batches = (tf.data.Dataset.range(1).flat_map(epoch_batches)
+               .map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+               .apply(tf.data.experimental.assert_cardinality(count // batch_size))
+               .prefetch(tf.data.AUTOTUNE).with_options(_OPTIONS))
+    return batches, epoch
 
 
 def batches(x, y, batch_size, num_classes, one_hot):

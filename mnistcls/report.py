@@ -292,8 +292,8 @@ def run_info_table(run):
               ("Device", f"{info.get('device')}, {info.get('precision')}"),
               ("Validation", _validation_text(info.get("validation"))),
               ("Steps", f"{info['steps_per_epoch']:,} per epoch, {info['steps_per_execution']} per call into "
-                        "TensorFlow (the spec's steps_per_execution, or the largest divisor of the steps per "
-                        "epoch below it)" if "steps_per_execution" in info else "-"),
+                        "TensorFlow (the spec's steps_per_execution; an epoch's last call runs what is left; "
+                        "one under MultiWorkerMirroredStrategy)" if "steps_per_execution" in info else "-"),
               ("Command", " ".join(["mnistcls", *info["command"][1:]]) if info.get("command") else "-")]
     if "study" in info:  # a trial of `mnistcls tune`
         fields.append(("Study", f"{info['study']}, trial {info.get('trial')}"))
@@ -359,12 +359,25 @@ def _bytes(n):
 
 
 def speed_table(speeds, device):
-    """`mnistcls bench`: images per second and the estimated epoch time, per config."""
-    rows = [(s.config, s.precision, s.batch_size, f"{s.train_images_per_second:,.0f}",
-             f"{s.eval_images_per_second:,.0f}", f"{s.seconds_per_epoch:.1f}") for s in speeds]
-    return table(f"Speed on {device}", ["Config", "Precision", "Batch>", "Train img/s>", "Eval img/s>",
-                                         "s/epoch (est.)>"], rows,
-                 caption="an epoch: 60,000 training images and validation on 10,000")
+    """`mnistcls bench`: images per second, the estimated epoch time, and how near the matmul peak, per config."""
+    def rate(gflops, share):
+        return "n/a" if gflops is None else f"{gflops:,.0f} ({share:.0%})" if share is not None else f"{gflops:,.0f}"
+
+    rows = [(s.config, s.precision.removeprefix("mixed_"), s.batch_size, s.steps_per_execution,
+             f"{s.train_images_per_second:,.0f}",
+             f"{s.eval_images_per_second:,.0f}", f"{s.seconds_per_epoch:.1f}",
+             "n/a" if s.flops_per_image is None else f"{s.flops_per_image / 1e6:,.1f}",
+             rate(s.train_gflops, s.share_of_peak(s.train_gflops)), rate(s.eval_gflops, s.share_of_peak(s.eval_gflops)))
+            for s in speeds]
+    peaks = sorted({(s.precision, s.peak_gflops) for s in speeds if s.peak_gflops})
+    caption = (f"Epoch: {speeds[0].train_images:,} training images and validation on {speeds[0].test_images:,}"
+               if len({(s.train_images, s.test_images) for s in speeds}) == 1 else "Epoch: each config's dataset's")
+    caption += ("\nGFLOP/s: 2 per multiply-accumulate of a forward pass, 3 forward passes a training step; in "
+                "brackets the share of this machine's matrix-multiply peak, measured now: "
+                + ", ".join(f"{gflops:,.0f} GFLOP/s in {precision.removeprefix('mixed_')}" for precision, gflops in peaks))
+    return table(f"Speed on {device}", ["Config", "Compute", "Batch>", "Steps per call>", "Train img/s>",
+                                         "Eval img/s>", "Epoch s (est.)>", "MFLOP per img>", "Train GFLOP/s>",
+                                         "Eval GFLOP/s>"], rows, caption=caption)
 
 
 # --- study ---------------------------------------------------------------------------

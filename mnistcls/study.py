@@ -325,10 +325,11 @@ def dry_run(name_or_path, *, epochs=None, datasets=(), runs_directory=None, devi
             precision = runtime.choose_precision(spec.train.precision, placement.on_gpu)
             # Speed depends on the layers, the batch and the precision, not on the rest of the recipe.
             key = json.dumps([spec.to_dict()["model"], spec.train.batch_size, spec.train.steps_per_execution,
-                              precision])
+                              precision, unit.job.dataset])
             if key not in speeds:
                 speeds[key] = bench.measure(spec, strategy=placement.strategy, precision=precision,
-                                            steps=ESTIMATE_STEPS).seconds_per_epoch
+                                            steps=ESTIMATE_STEPS,
+                                            workload=jobs.workload(unit.job.dataset)).seconds_per_epoch
             seconds = to_train * speeds[key]
         rows.append({**_identity(unit), "status": unit.status, "epochs": to_train, "seconds": seconds})
     return {"study": study.name, "folder": str(folder), "units": rows, "seconds": sum(r["seconds"] for r in rows),

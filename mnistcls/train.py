@@ -18,7 +18,8 @@ import tensorflow as tf
 
 from mnistcls import keras_compat, optimizers
 from mnistcls.build import build_model, summarize
-from mnistcls.callbacks import EpochRecorder, ProgressEvents, RandomnessPerEpoch, RestoreState, SavingSection
+from mnistcls.callbacks import (EpochOfTheData, EpochRecorder, ProgressEvents, RandomnessPerEpoch, RestoreState,
+                                 SavingSection)
 from mnistcls.checkpoints import discard_epochs, save_model, saved_state
 from mnistcls.errors import Diverged, SpecError
 from mnistcls.metrics import history_figures
@@ -82,8 +83,8 @@ def fit(spec, dataset, run_dir, *, strategy, precision, progress=None, callbacks
     model, schedule_callbacks = compiled_model(spec, dataset, stats, steps, strategy=strategy,
                                                precision=precision)
     one_hot = spec.train.loss == "categorical_crossentropy"
-    train_data = training_batches(train_x, train_y, spec.train.batch_size, spec.train.seed, first_epoch,
-                                   spec.train.epochs, dataset.num_classes, one_hot)
+    train_data, data_epoch = training_batches(train_x, train_y, spec.train.batch_size, spec.train.seed,
+                                              dataset.num_classes, one_hot)
     val_data = batches(val_x, val_y, EVAL_BATCH_SIZE, dataset.num_classes, one_hot)
 
     # Callbacks run in this order at the end of an epoch: the schedule's and early
@@ -91,7 +92,8 @@ def fit(spec, dataset, run_dir, *, strategy, precision, progress=None, callbacks
     # model; kept whole by SavingSection) hold the state after them.
     # TerminateOnNaN stops within the epoch whose loss stopped being a number; that epoch is still recorded.
     extra_callbacks, callbacks = callbacks, [RestoreState(state.path)] if state else []
-    callbacks += [RandomnessPerEpoch(spec.train.seed), keras.callbacks.TerminateOnNaN(), *schedule_callbacks]
+    callbacks += [EpochOfTheData(data_epoch), RandomnessPerEpoch(spec.train.seed), keras.callbacks.TerminateOnNaN(),
+                  *schedule_callbacks]
     if spec.train.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(**spec.train.early_stopping))
     callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False))
@@ -102,8 +104,8 @@ def fit(spec, dataset, run_dir, *, strategy, precision, progress=None, callbacks
     callbacks += [saving.opener, recorder, saving.closer, *extra_callbacks]
 
     with saving:
-        model.fit(train_data, epochs=spec.train.epochs, initial_epoch=first_epoch, steps_per_epoch=steps,
-                  validation_data=val_data, callbacks=callbacks, shuffle=False, verbose=0)  # we shuffle
+        model.fit(train_data, epochs=spec.train.epochs, initial_epoch=first_epoch, validation_data=val_data,
+                  callbacks=callbacks, shuffle=False, verbose=0)  # we shuffle
     _check_finite(recorder.history)
     # Again: EarlyStopping may have restored the best weights.
     save_model(model, run_dir / "model.keras", epoch=len(recorder.history))
@@ -180,17 +182,16 @@ def steps_per_epoch(train_spec, train_count):
 
 
 def steps_per_execution(train_spec, steps, strategy):
-    """The steps per call into TensorFlow a run really uses: the largest divisor of an epoch's `steps`
-    up to the spec's `steps_per_execution` (which the run records, as it may be lower).
+    """The steps per call into TensorFlow a run really uses: the spec's `steps_per_execution`, at most the
+    epoch's `steps` (the run records it).
 
-    Keras runs whole executions, so one that does not divide the epoch would
-    take batches of the next epoch, and a resumed run would no longer see the
-    batches of an uninterrupted one. Keras 3's multi-step loop fails under
-    MultiWorkerMirroredStrategy: one step per call there.
+    Each epoch's batches are iterated on their own (pipeline.training_batches), so
+    the last call of an epoch runs what is left of it. Keras 3's multi-step loop
+    fails under MultiWorkerMirroredStrategy: one step per call there.
     """
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return 1
-    return max(n for n in range(1, min(steps, train_spec.steps_per_execution) + 1) if steps % n == 0)
+    return min(steps, train_spec.steps_per_execution)
 
 
 def _result(history, test_loss, test_accuracy, params, validation):

@@ -36,7 +36,7 @@ def strict_json(text):
 
 
 def test_history_has_the_rate_each_epoch_trained_at_and_the_steps_per_execution_used(small_dataset, tmp_path):
-    # 600 images in batches of 64: 9 steps an epoch, so 4 steps per execution become 3 (9's largest divisor <= 4).
+    # 600 images in batches of 64: 9 steps an epoch, run as calls of 4, 4 and 1 steps.
     result = train(tmp_path, small_dataset, "--epochs", "3", "--set", "train.schedule={name: step, every_epochs: 1, "
                    "factor: 0.5}", "--set", "train.steps_per_execution=4")
     assert result.exit_code == 0, result.output
@@ -44,10 +44,15 @@ def test_history_has_the_rate_each_epoch_trained_at_and_the_steps_per_execution_
     run = runs.find(row["run"], tmp_path)
     # A step schedule halving after every epoch: the first epoch trains at the spec's rate.
     assert [h["learning_rate"] for h in run.history] == pytest.approx([LR, LR / 2, LR / 4])
-    assert run.info["steps_per_epoch"] == 9 and run.info["steps_per_execution"] == 3
+    assert run.info["steps_per_epoch"] == 9 and run.info["steps_per_execution"] == 4
+    import keras
+
+    model = keras.models.load_model(run.path / "model.keras")
+    assert int(model.optimizer.iterations) == 3 * 9  # every epoch all of its steps, none of the next one's
+    assert model.steps_per_execution == 4
 
     shown = invoke("runs", "show", row["run"], "--runs-dir", str(tmp_path))
-    assert shown.exit_code == 0 and "3 per call into TensorFlow" in shown.output
+    assert shown.exit_code == 0 and "4 per call into TensorFlow" in shown.output
 
     # validation: test (the tiny spec's default): the "best validation accuracy" is a test accuracy, named so.
     assert row["validation"] == "test" and run.info["validation"] == "test"

@@ -19,7 +19,7 @@ def pipeline():
 
 
 @pytest.mark.parametrize("make", [
-    lambda p: p.training_batches(X, Y, 4, 0, 0, 2, 10, True),
+    lambda p: p.training_batches(X, Y, 4, 0, 10, True)[0],
     lambda p: p.batches(X, Y, 5, 10, False),
     lambda p: p.image_batches(X, 5),
 ], ids=["training", "evaluation", "images"])
@@ -34,13 +34,27 @@ def test_image_batches_are_the_pixels_as_float32_with_a_channel(pipeline):
     np.testing.assert_array_equal(np.concatenate(batches)[..., 0], X)
 
 
-def test_an_epochs_training_batches_are_every_image_once_in_an_order_the_seed_fixes(pipeline):
-    def order(seed):
-        images = [images.numpy() for images, _ in pipeline.training_batches(X, Y, 4, seed, 0, 1, 10, False)]
+def test_an_epochs_training_batches_are_every_image_once_in_an_order_the_seed_and_epoch_fix(pipeline):
+    def order(seed, epoch):
+        batches, epoch_variable = pipeline.training_batches(X, Y, 4, seed, 10, False)
+        epoch_variable.assign(epoch)  # as callbacks.EpochOfTheData does when an epoch begins
+        images = [images.numpy() for images, _ in batches]
+        assert len(images) == batches.cardinality() == 3
         return np.concatenate(images)[..., 0].astype(np.uint8)
 
-    first = order(7)
+    first = order(7, 0)
     assert sorted(map(bytes, first)) == sorted(map(bytes, X))  # each image once
     assert not np.array_equal(first, X)  # shuffled
-    np.testing.assert_array_equal(order(7), first)  # the same seed, the same order
-    assert not np.array_equal(order(8), first)
+    np.testing.assert_array_equal(order(7, 0), first)  # the same seed and epoch, the same order
+    assert not np.array_equal(order(8, 0), first)
+    assert not np.array_equal(order(7, 1), first)  # the next epoch: another order
+
+
+def test_the_epoch_is_read_each_time_the_batches_are_iterated(pipeline):
+    batches, epoch = pipeline.training_batches(X, Y, 4, 0, 10, False)
+    orders = []
+    for value in (0, 1, 0):
+        epoch.assign(value)
+        orders.append(np.concatenate([images.numpy() for images, _ in batches]))
+    np.testing.assert_array_equal(orders[0], orders[2])
+    assert not np.array_equal(orders[0], orders[1])
