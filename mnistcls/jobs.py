@@ -471,6 +471,6 @@ def show_samples(dataset, split, count, seed, *, data_dir=None, offline=None, pa
     count = min(count, len(images))
     picked = (np.random.default_rng(seed).choice(len(images), count, replace=False) if seed is not None
               else np.arange(count))
-    path = path or new_file(f"{loaded.name}-{split}-samples.png")
+    path = path or new_file(f"{data.dataset_key(dataset)}-{split}-samples.png")
     return plots.image_grid(images[picked], [loaded.class_names[labels[i]] for i in picked], path,
                             title=f"{loaded.name}, {split} split: {len(picked)} images")

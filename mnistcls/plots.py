@@ -19,7 +19,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from mnistcls.errors import MnistclsError
-from mnistcls.files import atomic_path
+from mnistcls.files import publish
 
 DPI = 120
 WRONG_COLOUR = "tab:red"
@@ -51,21 +51,19 @@ def _save(fig, path):
 
     Args:
         fig: the Figure to write.
-        path: where the PNG goes; an existing file there is replaced.
+        path: where the PNG goes; an existing file there is replaced, unless `path` is a
+            files.NewFile, which never replaces one.
 
     Raises:
         MnistclsError: the file cannot be written.
     """
-    path = Path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png")
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return publish(path, lambda tmp: fig.savefig(tmp, format="png"))
     except OSError as exc:
         raise MnistclsError(
             f"cannot write the picture {path}: {exc.strerror or exc}; choose a folder you can write to"
         ) from exc
-    return path
 
 
 def image_grid_figure(images, titles, *, title=None, cols=None, mistakes=None):

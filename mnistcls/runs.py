@@ -24,7 +24,7 @@ import yaml
 
 from mnistcls.errors import MnistclsError, UsageError
 from mnistcls.spec import STYLES, TEST_TIME_AUGMENTATIONS, DataSpec, read_yaml
-from mnistcls.files import new_file, read_json, write_json, write_text
+from mnistcls.files import name_part, new_file, read_json, write_json, write_text
 from mnistcls.metrics import history_figures
 
 
@@ -137,7 +137,9 @@ def create(directory, spec, dataset, environment, started=None):
     directory = runs_dir(directory)
     started = time.localtime(started)
     stamp = time.strftime("%Y%m%d-%H%M%S", started)
-    base = f"{stamp}_{_safe(spec.name)}_{_safe(dataset)}"
+    from mnistcls.data import dataset_label  # not at the top, see worker_runs_dir
+
+    base = f"{stamp}_{name_part(spec.name)}_{name_part(dataset_label(dataset))}"
     for attempt in range(1, 1000):
         path = directory / (base if attempt == 1 else f"{base}-{attempt}")
         try:
@@ -245,11 +247,6 @@ def _started(pid):
         return None
     # After the command name in parentheses (which may hold spaces), field 22 of proc(5) is the start time.
     return f"{boot}:{stat.rpartition(')')[2].split()[19]}"
-
-
-def _safe(text):
-    """A name usable in a folder name."""
-    return "".join(c if c.isalnum() or c in "-." else "_" for c in str(text).strip("/").split("/")[-1])
 
 
 # --- finding and listing runs ----------------------------------------------------------

@@ -36,7 +36,7 @@ import yaml
 
 from mnistcls import checks, data, jobs, plots, progress, report, runs, runtime, spec as specs
 from mnistcls.errors import Interrupted, Problem, SpecError, UsageError
-from mnistcls.files import name_part, read_json, write_json, write_text
+from mnistcls.files import inside, name_part, read_json, write_json, write_text
 
 STUDY_DIR = specs.CONFIG_DIR / "studies"
 STATE_FILE = "study.json"
@@ -262,7 +262,7 @@ def study_folder(study, *, epochs=None, datasets=(), runs_directory=None):
     """RUNS_DIR/studies/NAME[-epochsN][-DATASET...]: a narrowed pass keeps its own state and tables."""
     # Sorted: `-d mnist -d fashion` and `-d fashion -d mnist` are one pass.
     parts = [study.name, *([f"epochs{epochs}"] if epochs else []), *sorted(set(map(data.dataset_key, datasets)))]
-    return runs.runs_dir(runs_directory) / "studies" / "-".join(parts)
+    return inside(runs.runs_dir(runs_directory) / "studies", "-".join(parts))
 
 
 def _take_stock(units, folder, runs_directory):
@@ -337,12 +337,8 @@ def dry_run(name_or_path, *, epochs=None, datasets=(), runs_directory=None, devi
 
 
 def _identity(unit):
-    return {"experiment": unit.experiment.name, "dataset": _dataset_label(unit.job.dataset),
+    return {"experiment": unit.experiment.name, "dataset": data.dataset_label(unit.job.dataset),
             "sweep": dict(unit.job.sweep), "run": unit.run.id if unit.run else None}
-
-
-def _dataset_label(dataset):
-    return dataset if "/" not in dataset else Path(dataset).name
 
 
 # --- running ----------------------------------------------------------------------------
@@ -418,8 +414,7 @@ def _row(unit):
 
 def _write(path, text):
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_text(path, text)
-    return path
+    return write_text(path, text)
 
 
 def markdown(study, rows):
@@ -459,12 +454,12 @@ def _sweep_plots(units, prefix, new_file):
     for (experiment, dataset), members in groups.items():
         if len(members) < 2:
             continue
-        name = f"{prefix}-{{}}-{name_part(experiment)}-{name_part(_dataset_label(dataset))}.png"
+        name = f"{prefix}-{{}}-{name_part(experiment)}-{name_part(data.dataset_label(dataset))}.png"
         sweep = jobs.sweep_picture([runs.describe(unit.run) for unit in members], new_file(name.format("sweep")))
         if sweep:
             drawn["sweeps"].append(sweep)
         drawn["curves"].append(_curves(members, new_file(name.format("curves")),
-                                       f"{experiment} on {_dataset_label(dataset)}"))
+                                       f"{experiment} on {data.dataset_label(dataset)}"))
     return drawn
 
 
@@ -477,7 +472,7 @@ def _compared_curves(study, units, prefix, new_file):
             on_dataset = [unit for unit in members if unit.job.dataset == dataset]
             if len(on_dataset) < 2:
                 continue
-            label = _dataset_label(dataset)
+            label = data.dataset_label(dataset)
             name = f"{prefix}-curves-{'-vs-'.join(map(name_part, group))}-{name_part(label)}.png"
             paths.append(_curves(on_dataset, new_file(name), f"{' vs '.join(group)} on {label}"))
     return paths

@@ -45,7 +45,7 @@ from optuna.trial import TrialState
 from mnistcls import checks, jobs, plots, progress, runs, runtime, search as spaces, spec as specs
 from mnistcls.build import build_model
 from mnistcls.errors import Diverged, Interrupted, MnistclsError, SpecError, UsageError
-from mnistcls.files import name_part, numbered, write_json, write_text
+from mnistcls.files import inside, name_part, new_file, numbered, write_json, write_text
 
 HOLD_OUT = 0.2  # fraction of the training set validated on when the spec validates on the test set
 STORAGE_FILE = "studies.db"  # the default SQLite storage, in the runs directory
@@ -360,7 +360,7 @@ def results(study, setup, params, dataset, runs_directory, *, target, storage_wo
     """Everything `tune` reports on a study: its trials, the best one (test accuracy measured once, its
     spec written), parameter importances, and the PNGs of the search."""
     trials = [_row(t, study.trials) for t in study.trials]
-    folder = runs.runs_dir(runs_directory) / "studies" / name_part(study.study_name)
+    folder = inside(runs.runs_dir(runs_directory) / "studies", study.study_name)
     best = _best(study, setup, params, dataset, runs_directory, folder)
     importances, note = _importances(study, params)
     finished = [row for row in trials if row["value"] is not None]
@@ -437,12 +437,13 @@ def _test_once(run, dataset):
 
 def _write_new(path, text):
     """Write `text` to `path`, or to path-2, path-3... : never over another file; the same text is kept as is."""
-    candidate = next(c for c in numbered(path) if not c.exists() or c.read_text(encoding="utf-8") == text)
-    if candidate.exists():
-        return candidate
-    candidate.parent.mkdir(parents=True, exist_ok=True)
-    write_text(candidate, text)
-    return candidate
+    for candidate in numbered(path):
+        if not candidate.exists():
+            break
+        if candidate.read_text(encoding="utf-8") == text:
+            return candidate
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return write_text(new_file(path), text)
 
 
 def _importances(study, params):

@@ -53,7 +53,42 @@ def test_a_failing_writer_removes_the_folders_made_for_it_and_keeps_those_it_fou
 
 
 def test_a_new_file_never_takes_the_name_of_one_that_exists(tmp_path):
-    assert new_file(tmp_path / "samples.png") == tmp_path / "samples.png"
-    (tmp_path / "samples.png").touch()
-    (tmp_path / "samples-2.png").touch()
-    assert new_file(tmp_path / "samples.png") == tmp_path / "samples-3.png"
+    assert write_text(new_file(tmp_path / "samples.txt"), "first") == tmp_path / "samples.txt"
+    (tmp_path / "samples-2.txt").write_text("someone else's")
+    assert write_text(new_file(tmp_path / "samples.txt"), "second") == tmp_path / "samples-3.txt"
+    assert [(tmp_path / f"samples{n}.txt").read_text() for n in ("", "-2", "-3")] == ["first", "someone else's",
+                                                                                      "second"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["samples-2.txt", "samples-3.txt", "samples.txt"]
+
+
+def test_processes_writing_new_files_at_once_never_write_one_name(tmp_path):
+    """Each writer finds the first name free when it starts; only one of them may take it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mnistcls.files import publish
+
+    started = []
+
+    def slow_write(tmp, text):
+        started.append(text)
+        while len(started) < 8:  # every writer has started before any finishes
+            pass
+        tmp.write_text(text)
+
+    with ThreadPoolExecutor(8) as pool:
+        written = list(pool.map(lambda i: publish(new_file(tmp_path / "curves.png"),
+                                                  lambda tmp: slow_write(tmp, str(i))), range(8)))
+    assert len(set(written)) == 8
+    assert sorted(p.read_text() for p in written) == [str(i) for i in range(8)]
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("../../escaped", "escaped"), ("/etc/passwd", "etc_passwd"), ("", "_"), ("..", "_"), (".", "_"),
+    ("a/b", "a_b"), ("seed_a-epochs1", "seed_a-epochs1"), (".hidden", "hidden"), ("x/../..", "x"),
+])
+def test_names_that_become_paths_stay_inside_their_folder(tmp_path, name, expected):
+    from mnistcls.files import inside, name_part
+
+    assert name_part(name) == expected
+    path = inside(tmp_path / "studies", name)
+    assert path.parent == tmp_path / "studies" and path.resolve().is_relative_to((tmp_path / "studies").resolve())

@@ -120,3 +120,17 @@ def test_a_bad_study_file_is_one_clear_message(tmp_path, text, where, words):
 def test_an_unknown_study_name_suggests_the_bundled_ones():
     result = _study("seed_c", "--dry-run")
     assert result.exit_code == 2 and "seed_a" in result.output
+
+
+def test_a_study_name_that_is_a_path_stays_inside_the_runs_directory(small_dataset, tmp_path):
+    hostile = tmp_path / "hostile.yaml"
+    hostile.write_text(Path(TINY_STUDY).read_text().replace("name: tiny", "name: ../../escaped")
+                       .replace("../tiny_cnn.yaml", str(STUDIES.parent / "tiny_cnn.yaml")))
+    result = _study(str(hostile), "-d", str(small_dataset), "--epochs", "1", "--json", "--runs-dir",
+                    str(tmp_path / "runs"))
+    assert result.exit_code == 0, result.output
+    folder = Path(json.loads(result.stdout)["folder"])
+    assert folder.parent == tmp_path / "runs" / "studies" and folder.name.startswith("escaped")
+    assert all(Path(path).parent == folder for path in json.loads(result.stdout)["files"]["sweeps"])
+    assert not (tmp_path.parent / "escaped").exists() and sorted(p.name for p in tmp_path.iterdir()) == [
+        "hostile.yaml", "runs"]

@@ -43,7 +43,8 @@ from mnistcls.files import name_part
 
 __all__ = [
     "DATASETS", "DATASET_NAMES", "FILES", "MAX_IDX_BYTES", "SPLITS", "SYSTEM_DIRS", "Dataset", "DatasetReport",
-    "FileReport", "PlaceReport", "Status", "cache_dir", "download", "load", "read_idx", "survey", "write_idx",
+    "FileReport", "PlaceReport", "Status", "cache_dir", "dataset_key", "dataset_label", "download", "load",
+    "read_idx", "survey", "write_idx",
 ]
 
 # Folders where system packages install datasets; each serves the dataset whose
@@ -51,11 +52,16 @@ __all__ = [
 SYSTEM_DIRS = [Path("/usr/share/datasets/fashion-mnist"), Path("/usr/share/datasets/mnist")]
 
 
+def dataset_label(dataset) -> str:
+    """A dataset as people name it in tables: a built-in one by its name, a folder by its own name."""
+    return str(dataset) if dataset in DATASET_NAMES else Path(str(dataset)).name or str(dataset)
+
+
 def dataset_key(dataset) -> str:
     """A dataset as part of a file name: a built-in one by its name, a folder by its name and a short
     hash of its full path (two folders of one name, say two versions of data/mine, stay apart)."""
     if dataset in DATASET_NAMES or not Path(dataset).is_dir():
-        return name_part(dataset)
+        return name_part(dataset_label(dataset))
     folder = Path(dataset).resolve()
     return f"{name_part(folder.name)}-{hashlib.sha256(str(folder).encode()).hexdigest()[:8]}"
 
