@@ -146,6 +146,8 @@ def _train_one(job, dataset, placement, runs_directory, reporter, on_run=None, r
                                   reporter=reporter, restart=restart)
     except Diverged as err:  # recorded; the other runs of a sweep or study still train
         return {**row, "status": "diverged", "validation": spec.train.validation, "error": str(err)}
+    finally:
+        run.release()
     row = {**row, "status": "finished", **result.to_dict()}
     reporter.run_finished(row)
     return row

@@ -17,7 +17,7 @@ A folder is never reused or overwritten; every file in it is written atomically.
 import os
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -39,9 +39,13 @@ def comparison_paths(directory=None):
     return new_file(f"{prefix}-curves.png"), new_file(f"{prefix}-sweep.png")
 
 
+LOCK_FILE = "run.lock"  # held by the process that trains the run (see `create` and `resume`)
+
+
 @dataclass
 class Run:
     path: Path
+    lock: object = field(default=None, repr=False, compare=False)  # this process' hold on it, while training
 
     @property
     def id(self):
@@ -92,6 +96,12 @@ class Run:
                 and not _alive(info.get("pid"), info.get("process_started"))):
             return "killed"
         return status
+
+    def release(self):
+        """Let another process train this run (this process has finished with it)."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     def update(self, **fields):
         """Change some fields of run.json; a damaged run.json is an error, never replaced by those fields alone."""
@@ -150,8 +160,9 @@ def create(directory, spec, dataset, environment, started=None):
         except OSError as err:
             raise UsageError(f"{directory}: cannot create a run folder there ({err.strerror}); "
                              "choose another with --runs-dir") from None
-    write_text(path / "spec.yaml", yaml.safe_dump(spec.to_dict(), sort_keys=False))
     run = Run(path)
+    _take(run)  # the folder is new: no other process can hold it yet
+    write_text(path / "spec.yaml", yaml.safe_dump(spec.to_dict(), sort_keys=False))
     write_json(path / "run.json", {
         "id": run.id, "config": spec.name, "config_file": spec.source, "overrides": spec.overrides,
         "dataset": dataset, "status": "running", "started": time.strftime("%Y-%m-%dT%H:%M:%S", started),
@@ -172,9 +183,35 @@ def worker_runs_dir(task_index):
 
 
 def resume(run):
-    """Mark an unfinished run as running again in this process."""
-    check_resumable(run)
-    run.update(status="running", **_process())
+    """Take an unfinished run for this process and mark it running; a UsageError if it cannot be resumed,
+    or if another process holds it (checked under the lock, so two processes cannot both take it)."""
+    _take(run)
+    try:
+        check_resumable(run)
+        run.update(status="running", **_process())
+    except BaseException:
+        run.release()
+        raise
+
+
+def _take(run):
+    """Hold the run's lock for this process; a UsageError naming the process that holds it instead.
+
+    An operating-system lock on run.lock, released when the process ends however it
+    ends (kill -9 included), so a lock is never left behind.
+    """
+    import filelock
+
+    lock = filelock.FileLock(run.path / LOCK_FILE, timeout=0)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        info = run.info
+        raise UsageError(f"run {run.id} is being trained by another process (process {info.get('pid')} on "
+                         f"{info.get('host')}): wait for it to end, or stop it first") from None
+    except OSError as err:
+        raise UsageError(f"run {run.id}: cannot lock {run.path / LOCK_FILE} ({err.strerror})") from None
+    run.lock = lock
 
 
 def check_resumable(run):
@@ -226,27 +263,25 @@ def _process():
 
 def _alive(pid, started=None):
     """Whether process `pid` runs, and is the one that started at `started` (when known): pids are reused."""
+    import psutil
+
     try:
-        os.kill(int(pid), 0)
-    except (TypeError, ValueError, ProcessLookupError):
+        process = psutil.Process(int(pid))
+        return started is None or not isinstance(started, float) or process.create_time() == started
+    except (TypeError, ValueError, psutil.NoSuchProcess):
         return False
-    except PermissionError:
-        pass
-    return started is None or _started(pid) in (None, started)
+    except psutil.AccessDenied:  # it exists; whose it is cannot be told
+        return True
 
 
 def _started(pid):
-    """When process `pid` started, as "boot id:clock ticks since boot" (Linux' /proc); None elsewhere.
+    """When process `pid` started (seconds since the epoch, as psutil reads it on every OS); None if unknown."""
+    import psutil
 
-    The boot id tells a process of an earlier boot from one that started as many ticks after this one.
-    """
     try:
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-        stat = Path(f"/proc/{int(pid)}/stat").read_text()
-    except (OSError, ValueError):
+        return psutil.Process(pid).create_time()
+    except (psutil.Error, OSError):
         return None
-    # After the command name in parentheses (which may hold spaces), field 22 of proc(5) is the start time.
-    return f"{boot}:{stat.rpartition(')')[2].split()[19]}"
 
 
 # --- finding and listing runs ----------------------------------------------------------

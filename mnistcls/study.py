@@ -286,6 +286,16 @@ def _recorded_runs(folder):
     return recorded if isinstance(recorded, dict) else {}
 
 
+def _record_run(folder, header, key, run_id):
+    """Add `key` -> `run_id` to the study's state, under its lock and from the file as it is now, so that
+    processes recording runs of one study at once keep each other's."""
+    import filelock
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with filelock.FileLock(folder / f"{STATE_FILE}.lock", timeout=60):
+        write_json(folder / STATE_FILE, {**header, "runs": {**_recorded_runs(folder), key: run_id}})
+
+
 def _same_spec(spec, run_path):
     try:
         recorded = specs.read_yaml((run_path / "spec.yaml").read_text(encoding="utf-8"))
@@ -352,15 +362,12 @@ def run_study(name_or_path, *, epochs=None, datasets=(), runs_directory=None, da
     one row per unit (see `_row`); files: {"markdown", "csv", "sweeps": [paths], "curves": [paths]}.
     """
     study, folder, units = prepare(name_or_path, epochs=epochs, datasets=datasets, runs_directory=runs_directory)
-    state = {"study": study.name, "file": study.source, "epochs": epochs, "datasets": list(datasets),
-             "runs": _recorded_runs(folder)}
+    header = {"study": study.name, "file": study.source, "epochs": epochs, "datasets": list(datasets)}
     by_job = {id(unit.job): unit for unit in units}
 
     def record(job, run):  # as soon as a run has a folder, so that an interrupted one is resumed next time
         by_job[id(job)].run = run
-        state["runs"][by_job[id(job)].key] = run.id
-        folder.mkdir(parents=True, exist_ok=True)
-        write_json(folder / STATE_FILE, state)
+        _record_run(folder, header, by_job[id(job)].key, run.id)
 
     running = [unit.run for unit in units if unit.status == "running"]
     if running:

@@ -329,6 +329,8 @@ class _Objective:
                 raise MnistclsError(f"{self.failures} trials failed in a row, the last (run {run.id}) with "
                                     f"{message}; stopping") from err
             raise _TrialFailed(message) from err
+        finally:
+            run.release()
         self.failures = 0
         trial.set_user_attr("epochs", result.epochs_run)
         if pruning.pruned_at:

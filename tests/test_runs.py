@@ -1,6 +1,7 @@
 """`mnistcls runs`: listing, comparing and showing run folders made by real (tiny) training runs."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -167,9 +168,36 @@ def test_a_reused_process_id_does_not_make_a_killed_run_look_running(tmp_path):
         runs.check_resumable(run)
 
     # The process died and another one got its id: the same pid, started at another time.
-    run.update(process_started=run.info["process_started"] + "0")
+    run.update(process_started=run.info["process_started"] - 10.0)
     assert run.status == "killed"
+    run.release()
     runs.check_resumable(run)
+
+
+def test_two_processes_cannot_take_one_run_and_the_second_is_told_which_holds_it(tmp_path):
+    run = _interrupted_run(tmp_path)
+    ours = subprocess.Popen([sys.executable, "-c", f"""
+import sys, time
+from mnistcls import runs
+held = runs.Run(__import__("pathlib").Path({str(run.path)!r}))
+runs.resume(held)
+print("taken", flush=True)
+time.sleep(60)
+"""], stdout=subprocess.PIPE, text=True)
+    try:
+        assert ours.stdout.readline().strip() == "taken"
+        with pytest.raises(MnistclsError, match=f"being trained by another process \\(process {ours.pid} on"):
+            runs.resume(runs.Run(run.path))  # run.json says interrupted no longer, but the lock decides
+        (run.path / "run.json").write_text(json.dumps({**run.info, "status": "interrupted"}))  # a stale record
+        with pytest.raises(MnistclsError, match="being trained by another process"):
+            runs.resume(runs.Run(run.path))
+    finally:
+        ours.kill()
+        ours.wait()
+    taken = runs.Run(run.path)
+    runs.resume(taken)  # a killed holder leaves no lock behind
+    assert taken.status == "running" and taken.info["pid"] == os.getpid()
+    taken.release()
 
 
 def test_an_update_never_replaces_a_damaged_run_json(tmp_path):

@@ -134,3 +134,12 @@ def test_a_study_name_that_is_a_path_stays_inside_the_runs_directory(small_datas
     assert all(Path(path).parent == folder for path in json.loads(result.stdout)["files"]["sweeps"])
     assert not (tmp_path.parent / "escaped").exists() and sorted(p.name for p in tmp_path.iterdir()) == [
         "hostile.yaml", "runs"]
+
+
+def test_runs_recorded_at_once_by_several_writers_are_all_kept(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    header = {"study": "s", "file": "s.yaml", "epochs": None, "datasets": []}
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: study._record_run(tmp_path, header, f"unit {i}", f"run-{i}"), range(16)))
+    assert study._recorded_runs(tmp_path) == {f"unit {i}": f"run-{i}" for i in range(16)}
