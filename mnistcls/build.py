@@ -112,6 +112,7 @@ class Layout:
         # Keras class -> arguments it gets unless the spec gives them
         self.defaults = {"BatchNormalization": {"synchronized": True}} if replicas > 1 else {}
         self.paths = {}  # Keras layer name -> the spec path (and copy) it was made for
+        self.parameters = 0  # of the layers laid out so far
         self._copies = []  # (copy, of how many) of each repeat the layout is inside, outermost first
 
     def entries(self, entries, x, final, copy=None):
@@ -160,10 +161,26 @@ class Layout:
         return keras.layers.BatchNormalization(dtype=self.dtype(False), **self.defaults.get("BatchNormalization", {}))
 
     def apply(self, layer, inputs, path):
-        """Call `layer` on `inputs`, recording which spec entry (and copy of a repeat) it belongs to."""
+        """Call `layer` on `inputs`, recording which spec entry (and copy of a repeat) it belongs to.
+
+        Keras allocates a layer's weights when it is first called: the weights are
+        counted from the shapes first, and a model whose weights alone would not fit
+        in this machine's memory is a spec problem before anything is allocated.
+        """
+        counted = _weights_from_shapes(layer, inputs.shape if hasattr(inputs, "shape") else inputs[0].shape)
+        if counted is not None:
+            self._check_memory(self.parameters + counted, path)
         outputs = layer(inputs)
+        self.parameters += layer.count_params() if counted is None else counted
         self.paths[layer.name] = path + (" #" + ".".join(str(copy) for copy, _ in self._copies) if self._copies else "")
         return outputs
+
+    def _check_memory(self, parameters, path):
+        needed, there = parameters * WEIGHT_BYTES, machine_memory()
+        if needed > there:
+            raise self.problem(path, f"the model's weights would need {_bytes(needed)} ({parameters:,} parameters "
+                                     f"by here, {WEIGHT_BYTES} bytes each) before training even starts, and this "
+                                     f"machine has {_bytes(there)} of memory: use fewer units or filters")
 
     def dtype(self, final):
         """The dtype policy of a layer: the spec's, but float32 for the one that makes the model's output."""
@@ -190,6 +207,43 @@ def summarize(model, name, description="", paths=None):
     total = model.count_params()
     trainable = sum(_size(weight) for weight in model.trainable_weights)  # Keras counts it so, privately
     return ModelSummary(name, description, rows, total, trainable, total - trainable)
+
+
+WEIGHT_BYTES = 4  # weights are float32, whatever precision the layers compute in
+
+
+def machine_memory():
+    """Bytes of memory this machine has."""
+    import psutil
+
+    return psutil.virtual_memory().total
+
+
+def _bytes(count):
+    return f"{count / 2**30:,.1f} GiB"
+
+
+def _weights_from_shapes(layer, input_shape):
+    """How many weights `layer` will make on input of `input_shape`, from its arguments, before it makes
+    them; None for a kind of layer not counted here (it is counted once built)."""
+    kind = type(layer).__name__
+    channels = input_shape[-1]
+    if channels is None:
+        return None
+    bias = getattr(layer, "use_bias", False)
+    if kind == "Dense":
+        return channels * layer.units + bias * layer.units
+    if kind in ("Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose"):
+        groups = getattr(layer, "groups", 1) or 1
+        return math.prod(layer.kernel_size) * channels // groups * layer.filters + bias * layer.filters
+    if kind in ("DepthwiseConv1D", "DepthwiseConv2D"):
+        return (math.prod(layer.kernel_size) + bias) * channels * layer.depth_multiplier
+    if kind in ("SeparableConv1D", "SeparableConv2D"):
+        depthwise = math.prod(layer.kernel_size) * channels * layer.depth_multiplier
+        return depthwise + channels * layer.depth_multiplier * layer.filters + bias * layer.filters
+    if kind == "BatchNormalization":
+        return 4 * channels  # gamma, beta, moving mean and variance
+    return None
 
 
 def _inputs_by_layer(config):

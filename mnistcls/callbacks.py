@@ -6,6 +6,7 @@ SavingSection holds Ctrl-C back while an epoch's files are written; ProgressEven
 feeds the display.
 """
 
+import math
 import signal
 import threading
 import time
@@ -71,6 +72,15 @@ class EpochOfTheData(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch_variable.assign(epoch)
+
+
+class StopWhenLossIsNotANumber(keras.callbacks.Callback):
+    """Keras' TerminateOnNaN without the line it prints: the run's record and mnistcls' own error say it better."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.model.stop_training = True
 
 
 class RandomnessPerEpoch(keras.callbacks.Callback):

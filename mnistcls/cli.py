@@ -179,15 +179,16 @@ def train(ctx, configs, datasets, epochs, batch_size, lr, seed, precision, overr
     results = jobs.train_all(configs, datasets, overrides, resume=resume, restart=restart, device=device,
                              gpus=gpus, runs_directory=runs_dir, data_dir=data_dir, offline=offline,
                              reporter=_reporter(as_json))
-    diverged = [row for row in results if row["status"] == "diverged"]
+    # A run that diverged or learned nothing is recorded, and the others still train; the command then fails.
+    useless = [row for row in results if row["status"] in ("diverged", "at chance")]
     if as_json:
         report.print_json(results)
     else:
         if len(results) > 1:
             report.console.print(report.results_table(results, title="Comparison"))
-        for row in diverged:
+        for row in useless:
             report.error(row["error"])
-    if diverged:
+    if useless:
         ctx.exit(1)
 
 

@@ -91,16 +91,18 @@ def evaluate(model, dataset, tta):
     `tta` is the run's test-time augmentation (spec.TEST_TIME_AUGMENTATIONS).
     """
     check_fits(model, dataset.image_shape, dataset.num_classes, dataset.name)
-    outputs = model_outputs(model, dataset.x_test, tta)
+    probabilities = model_probabilities(model, dataset.x_test, tta)
     labels = np.asarray(dataset.y_test, dtype=np.int64)
     # The targets in the form the model's compiled loss reads: class indices or one-hot rows.
     one_hot = not isinstance(model.loss, keras.losses.SparseCategoricalCrossentropy)
     targets = keras.ops.one_hot(labels, dataset.num_classes) if one_hot else labels
+    # A loss on logits reads log-probabilities as logits: their softmax is the probabilities again.
+    outputs = np.log(np.maximum(probabilities, 1e-30)) if _on_logits(model) else probabilities
     loss = float(keras.ops.convert_to_numpy(model.compute_loss(y=targets, y_pred=outputs)))
-    predicted = outputs.argmax(axis=1)
+    predicted = probabilities.argmax(axis=1)
     return Evaluation(
         dataset=dataset.name, class_names=list(dataset.class_names), accuracy=float(np.mean(predicted == labels)),
-        loss=loss, labels=labels, predicted=predicted, confidence=_probabilities(model, outputs).max(axis=1),
+        loss=loss, labels=labels, predicted=predicted, confidence=probabilities.max(axis=1),
         confusion=metrics.confusion_matrix(labels, predicted, dataset.num_classes))
 
 
@@ -116,16 +118,19 @@ def classify(model, images, top, tta):
     Returns:
         One list per image of (class index, probability) pairs.
     """
-    return rank(_probabilities(model, model_outputs(model, np.stack(images), tta)), top)
+    return rank(model_probabilities(model, np.stack(images), tta), top)
 
 
-def model_outputs(model, images, tta):
-    """The model's outputs for (N, H, W) pixel arrays, under test-time augmentation `tta`.
+def model_probabilities(model, images, tta):
+    """The model's class probabilities for (N, H, W) pixel arrays, under test-time augmentation `tta`.
 
-    Under flip (and flip_shift) the prediction is the same for an image and its
-    mirror, as a garment's class is.
+    The one rule of evaluate, predict and the exported files (which output
+    probabilities): each view's probabilities (a logits model's through a softmax),
+    then their average. Under flip (and flip_shift) the prediction is the same for
+    an image and its mirror, as a garment's class is.
     """
-    return with_tta(lambda pixels: model.predict(image_batches(pixels), verbose=0), images, tta)
+    return with_tta(lambda pixels: _probabilities(model, model.predict(image_batches(pixels), verbose=0)),
+                    images, tta)
 
 
 def with_tta(predict, images, tta):
@@ -160,9 +165,13 @@ def rank(probabilities, top):
 
 def _probabilities(model, outputs):
     """The model's outputs as probabilities: a model trained on logits (from_logits: true) needs a softmax."""
-    if model.loss.get_config().get("from_logits"):
+    if _on_logits(model):
         return keras.ops.convert_to_numpy(keras.ops.softmax(outputs, axis=-1))
     return outputs
+
+
+def _on_logits(model):
+    return bool(model.loss.get_config().get("from_logits"))
 
 
 def _size(shape):

@@ -148,9 +148,18 @@ def _train_one(job, dataset, placement, runs_directory, reporter, on_run=None, r
         return {**row, "status": "diverged", "validation": spec.train.validation, "error": str(err)}
     finally:
         run.release()
-    row = {**row, "status": "finished", **result.to_dict()}
+    row = {**row, "status": "at chance" if result.at_chance else "finished", **result.to_dict()}
+    if result.at_chance:
+        row["error"] = at_chance_message(run.id, result)
     reporter.run_finished(row)
     return row
+
+
+def at_chance_message(run_id, result):
+    reached = result.test_accuracy if result.test_accuracy is not None else result.best_val_accuracy
+    return (f"run {run_id} learned nothing: it ends at {reached:.1%}, what always guessing the most common class "
+            f"scores ({result.chance_accuracy:.1%}); lower the learning rate (--lr or "
+            "train.optimizer.learning_rate), or look for labels that do not match their images")
 
 
 def run_environment(spec, dataset, placement, precision, sweep):
@@ -187,6 +196,7 @@ def train_and_record(run, spec, dataset, placement, precision, *, title, reporte
                                       progress=shown, callbacks=callbacks, test=test, restart=restart)
         if test and spec.data.tta != "none":
             result = _tested_with_tta(model, dataset, spec.data.tta, result)
+        result = _judged_against_chance(result, dataset)
     except KeyboardInterrupt:
         run.update(status="interrupted")
         raise Interrupted(f"interrupted: {run.path} keeps the last completed epoch; "
@@ -202,6 +212,24 @@ def train_and_record(run, spec, dataset, placement, precision, *, title, reporte
     plots.learning_curves({run.id: run.curves}, run.path / "curves.png", title=title,
                           validation=validated_on([spec.train.validation]))
     return result
+
+
+CHANCE_MARGIN = 0.01  # within a point of always guessing the most common class: nothing was learned
+
+
+def _judged_against_chance(result, dataset):
+    """`result` with the accuracy of always guessing the most common class, and whether it did no better.
+
+    A learning rate far too high can keep the loss finite while the weights learn
+    nothing: such a run must not read as a result. The final test accuracy is judged
+    where it was measured, else the best validation accuracy (tune's trials).
+    """
+    import numpy as np
+
+    labels = dataset.y_test if result.test_accuracy is not None else dataset.y_train
+    chance = float(np.bincount(labels).max() / len(labels))
+    reached = result.test_accuracy if result.test_accuracy is not None else result.best_val_accuracy
+    return dataclasses.replace(result, chance_accuracy=chance, at_chance=bool(reached <= chance + CHANCE_MARGIN))
 
 
 def _tested_with_tta(model, dataset, tta, result):

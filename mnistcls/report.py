@@ -135,7 +135,8 @@ def results_table(results, title="Results"):
     rows = []
     for r in results:
         rows.append([r["run"], *[r.get("sweep", {}).get(k, "") for k in swept],
-                     percent(r.get("test_accuracy")), _number(r.get("test_loss")),
+                     percent(r.get("test_accuracy")) + (" (chance)" if r.get("at_chance") else ""),
+                     _number(r.get("test_loss")),
                      _best_val(r, mark_test), r.get("best_epoch", "-"), r.get("epochs_run", "-"),
                      _number(r.get("seconds_per_epoch"), 1), count(r["params"]) if "params" in r else "-"])
     return table(title, columns, rows, caption)
@@ -263,7 +264,7 @@ def files_text(files):
 # --- runs ----------------------------------------------------------------------------
 
 _STATUS_STYLES = {"finished": "green", "running": "cyan", "interrupted": "yellow", "failed": "red", "killed": "red",
-                  "diverged": "red", "pruned": "yellow"}
+                  "diverged": "red", "pruned": "yellow", "at chance": "red"}
 
 
 def runs_table(rows):

@@ -58,7 +58,8 @@ class Run:
 
     @property
     def metrics(self):
-        return read_json(self.path / "metrics.json", {})
+        metrics = read_json(self.path / "metrics.json", {})
+        return metrics if isinstance(metrics, dict) else {}
 
     @property
     def history(self):
@@ -309,11 +310,13 @@ def describe(run):
     Scores come from metrics.json when the run finished; otherwise they are worked
     out from its history the same way, so unfinished runs show what they reached.
     """
-    info = run.info
+    info, metrics = run.info, run.metrics
     reached = history_figures(run.history)
+    # A finished run that learned nothing (metrics.json says so) is shown as what it is.
+    status = "at chance" if run.status == "finished" and metrics.get("at_chance") else run.status
     return {"run": run.id, "config": info.get("config"), "dataset": info.get("dataset"),
-            "sweep": info.get("sweep") or {}, "status": run.status, "started": info.get("started"),
-            "epochs": _planned_epochs(run), "validation": info.get("validation"), **reached, **run.metrics}
+            "sweep": info.get("sweep") or {}, "started": info.get("started"), "epochs": _planned_epochs(run),
+            "validation": info.get("validation"), **reached, **metrics, "status": status}
 
 
 # `mnistcls runs --sort`: name -> (field of `describe`, whether the largest comes first)

@@ -4,7 +4,7 @@ The loop is Keras' own `fit`; everything around it is a Keras callback: resuming
 the model saved after each epoch (checkpoints.py), the per-epoch record, exact
 randomness on resume, Ctrl-C held back while files are written and the progress
 display (callbacks.py), and Keras' early stopping, plateau rule, TensorBoard and
-TerminateOnNaN. The batches come from pipeline.py, the optimizer, loss and
+a stop when the loss is no longer a number. The batches come from pipeline.py, the optimizer, loss and
 schedule from optimizers.py. With the same seed, a resumed run ends with the same
 weights as an uninterrupted one.
 """
@@ -19,7 +19,7 @@ import tensorflow as tf
 from mnistcls import keras_compat, optimizers
 from mnistcls.build import build_model, summarize
 from mnistcls.callbacks import (EpochOfTheData, EpochRecorder, ProgressEvents, RandomnessPerEpoch, RestoreState,
-                                 SavingSection)
+                                 SavingSection, StopWhenLossIsNotANumber)
 from mnistcls.checkpoints import discard_epochs, save_model, saved_state
 from mnistcls.errors import Diverged, SpecError
 from mnistcls.metrics import history_figures
@@ -40,6 +40,8 @@ class TrainResult:
     seconds_per_epoch: float  # median over the epochs of this process
     params: int
     test_accuracy_without_tta: float | None = None  # set when the spec's data.tta made test_accuracy
+    chance_accuracy: float | None = None  # the share of the most common class: what guessing it scores
+    at_chance: bool = False  # the final accuracy is no better than that: the run learned nothing
 
     def to_dict(self):
         return asdict(self)
@@ -90,9 +92,10 @@ def fit(spec, dataset, run_dir, *, strategy, precision, progress=None, callbacks
     # Callbacks run in this order at the end of an epoch: the schedule's and early
     # stopping's decisions first, so that the files written last (history, then
     # model; kept whole by SavingSection) hold the state after them.
-    # TerminateOnNaN stops within the epoch whose loss stopped being a number; that epoch is still recorded.
+    # StopWhenLossIsNotANumber stops within the epoch whose loss stopped being a number; that epoch is still
+    # recorded.
     extra_callbacks, callbacks = callbacks, [RestoreState(state.path)] if state else []
-    callbacks += [EpochOfTheData(data_epoch), RandomnessPerEpoch(spec.train.seed), keras.callbacks.TerminateOnNaN(),
+    callbacks += [EpochOfTheData(data_epoch), RandomnessPerEpoch(spec.train.seed), StopWhenLossIsNotANumber(),
                   *schedule_callbacks]
     if spec.train.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(**spec.train.early_stopping))

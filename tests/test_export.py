@@ -206,9 +206,10 @@ def test_augmentation_layers_are_left_out_and_logits_become_probabilities(small_
 
     spec = str(Path(__file__).parent / "specs" / "tiny_augmented_logits.yaml")
     trained = CliRunner().invoke(cli, ["train", "-c", spec, "-d", str(small_dataset), "--runs-dir", str(tmp_path),
-                                       "--json"])
+                                       "--set", "data.tta=flip_shift", "--json"])
     assert trained.exit_code == 0, trained.output
     run_id = json.loads(trained.stdout)[0]["run"]
+    recorded = json.loads(trained.stdout)[0]["test_accuracy"]
     result = run_export(tmp_path, run_id, "-f", "tflite", "-f", "onnx", "-f", "savedmodel", "--out",
                         str(tmp_path / "out"), "--json")
     assert result.exit_code == 0, result.output
@@ -219,6 +220,18 @@ def test_augmentation_layers_are_left_out_and_logits_become_probabilities(small_
     for outputs in (tflite_outputs(tmp_path / "out" / "model.tflite", images),
                     onnx.run(None, {onnx.get_inputs()[0].name: images})[0]):
         assert outputs.min() >= 0 and np.allclose(outputs.sum(axis=1), 1, atol=1e-5)  # probabilities, not logits
+
+    # One rule of test-time augmentation everywhere, for a model trained on logits too: each view's
+    # probabilities, averaged. The exported file, run by its runtime, reproduces the recorded accuracy.
+    from mnistcls import evaluate, export
+
+    test = data.load(str(small_dataset), splits=("test",))
+    runner, _ = export.open_artefact(tmp_path / "out" / "model.onnx")
+    by_file = evaluate.with_tta(runner.predict, test.x_test, "flip_shift").argmax(axis=1)
+    assert np.mean(by_file == test.y_test) == pytest.approx(recorded, abs=1e-9)
+    evaluated = CliRunner().invoke(cli, ["evaluate", "--run", run_id, "-d", str(small_dataset), "--runs-dir",
+                                         str(tmp_path), "--json"])
+    assert json.loads(evaluated.stdout)[0]["test_accuracy"] == pytest.approx(recorded, abs=1e-9)
 
 
 def test_a_hand_edited_model_card_is_one_line_not_a_traceback(exported, tmp_path):

@@ -3,6 +3,8 @@ divergence, and what "best validation accuracy" was measured on."""
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -119,6 +121,29 @@ def test_a_diverging_run_stops_is_recorded_as_diverged_and_exits_1(small_dataset
 
     resumed = invoke("train", "--resume", run.id, "--runs-dir", str(tmp_path))
     assert resumed.exit_code == 2 and "continue from broken weights" in resumed.output
+
+
+def test_a_diverging_run_leaks_no_keras_line(small_dataset, tmp_path):
+    process = subprocess.run([sys.executable, "-m", "mnistcls", "train", "-c", TINY_SPEC, "-d", str(small_dataset),
+                              "--epochs", "2", "--lr", "1e35", "--runs-dir", str(tmp_path)],
+                             capture_output=True, text=True, timeout=120)
+    assert process.returncode == 1
+    assert "Invalid loss" not in process.stdout + process.stderr and "lower the learning rate" in process.stderr
+
+
+def test_a_run_that_learns_nothing_is_flagged_with_a_hint_and_exits_1(small_dataset, tmp_path):
+    result = train(tmp_path, small_dataset, "--epochs", "2", "--lr", "1000")  # Adam far too fast: finite, and useless
+    assert result.exit_code == 1, result.output
+    (run,) = runs.all_runs(tmp_path)
+    assert run.status == "finished"  # it ran to its end; what it learned is another matter
+    assert run.metrics["at_chance"] is True and run.metrics["chance_accuracy"] == pytest.approx(0.1)
+    assert run.metrics["test_accuracy"] <= 0.11
+    assert "learned nothing" in result.output and "lower the learning rate" in result.output
+    listed = strict_json(invoke("runs", "--runs-dir", str(tmp_path), "--json").stdout)
+    assert listed[0]["status"] == "at chance" and "at chance" in invoke("runs", "--runs-dir", str(tmp_path)).output
+
+    learned = train(tmp_path, small_dataset, "--epochs", "2")
+    assert learned.exit_code == 0 and strict_json(learned.stdout)[0]["at_chance"] is False
 
 
 def test_json_output_writes_nan_and_infinity_as_null(capsys):
