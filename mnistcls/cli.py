@@ -335,6 +335,9 @@ def runs_group(ctx, sort, dataset, config, runs_dir, as_json):
       mnistcls runs show 20261123-153000_cnn_relu_fashion
     """
     if ctx.invoked_subcommand:
+        if dataset or config or sort != "started":
+            raise UsageError(f"--dataset, --config and --sort choose and order the list of runs; `runs "
+                             f"{ctx.invoked_subcommand}` takes the runs you name: leave them out")
         return
     from mnistcls import runs
 

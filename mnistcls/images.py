@@ -13,8 +13,10 @@ Steps shared by both (`PREPARATIONS` has the rest):
 
 1. read the file and make it grey, at full precision whatever its mode (16-bit
    and float pictures included); transparent parts become paper;
-2. find the polarity: if the content is darker than the background, invert;
-3. subtract the background, so the content is bright on black.
+2. estimate the background from the border (a plane, so uneven light is
+   background too) and find the polarity: if the content is darker than the
+   background, invert;
+3. subtract the background and its grain, so the content is bright on black.
 """
 
 import warnings
@@ -31,6 +33,7 @@ CENTRE = 14  # mnist: where the centre of mass goes (row and column)
 NOISE = 0.25  # mnist: ink fainter than this fraction of the strongest ink is dropped
 TRIM = 0.1  # fashion: the bounding box holds what is at least this fraction of the strongest content
 MIN_CONTRAST = 25  # grey levels between background and ink below which the image counts as blank
+BACKGROUND_SPREADS = 6  # ink must depart from the background by more than this many of its border's deviations
 
 # Modes whose values go beyond 8 bits, and the value that stands for white in each.
 _WIDE_MODES = {"I;16": 65535, "I;16B": 65535, "I;16L": 65535, "I;16N": 65535, "I": None, "F": None}
@@ -116,16 +119,40 @@ def _on_paper(grey, alpha):
 def _ink(grey):
     """How far each pixel is from the background, towards the ink, as float32 in [0, 255].
 
-    The background level is the median of the border pixels. The ink is whatever
-    departs furthest from it: darker (pencil on paper, then we invert) or lighter
-    (chalk on a board). Comparing against the background, rather than against
-    mid-grey, also works for grey paper in a dim photo.
+    The background is estimated from the border pixels, where a photo shows only
+    paper or backdrop: a plane fitted to them, so that light falling from one side
+    is background too, not ink. The ink is whatever departs furthest from it:
+    darker (pencil on paper, then we invert) or lighter (chalk on a board). Ink is
+    where the departure, averaged over a small neighbourhood, rises above what the
+    border departs from its plane (grain, texture, noise, light the plane does not
+    follow); everything else is background.
     """
-    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
-    background = float(np.median(border))
-    if background - grey.min() > grey.max() - background:
-        grey, background = 255.0 - grey, 255.0 - background
-    return np.clip(grey - background, 0, 255).astype(np.float32)
+    height, width = grey.shape
+    rows, cols = np.mgrid[0:height, 0:width]
+    border = np.zeros((height, width), bool)
+    border[[0, -1], :] = border[:, [0, -1]] = True
+    # background ~ a + b * row + c * column, fitted on the border
+    design = np.stack([np.ones(border.sum()), rows[border], cols[border]], axis=1).astype(np.float64)
+    coefficients = np.linalg.lstsq(design, grey[border].astype(np.float64), rcond=None)[0]
+    departure = grey - (coefficients[0] + coefficients[1] * rows + coefficients[2] * cols)
+    if -departure.min() > departure.max():
+        departure = -departure
+    # Averaging over a neighbourhood quiets grain far more than a stroke or a garment.
+    smooth = _box_mean(departure, max(1, min(height, width) // 60))
+    edge = np.concatenate([smooth[0], smooth[-1], smooth[:, 0], smooth[:, -1]])
+    spread = 1.4826 * np.median(np.abs(edge - np.median(edge)))  # a standard deviation, robustly
+    inked = smooth > np.median(edge) + BACKGROUND_SPREADS * spread
+    return np.where(inked, np.clip(departure, 0, 255), 0).astype(np.float32)
+
+
+def _box_mean(values, radius):
+    """Each value averaged with its neighbours within `radius` (a square window, shrunk at the edges)."""
+    padded = np.pad(values.astype(np.float64), radius, mode="edge")
+    sums = padded.cumsum(0).cumsum(1)
+    sums = np.pad(sums, ((1, 0), (1, 0)))
+    side = 2 * radius + 1
+    window = sums[side:, side:] - sums[:-side, side:] - sums[side:, :-side] + sums[:-side, :-side]
+    return window / side ** 2
 
 
 def _mnist_style(ink):

@@ -69,8 +69,13 @@ def select_strategy(device=DEFAULT_DEVICE, gpus=None):
     GPU is an error rather than a silent CPU run. With a TF_CONFIG naming several
     workers, every worker trains in lockstep under MultiWorkerMirroredStrategy.
     """
-    tf = import_tensorflow()
     cluster = cluster_from_env()
+    if gpus and device == "cpu":
+        raise UsageError("--gpus chooses GPUs to train on: it cannot go with --device cpu")
+    if gpus and cluster:
+        raise UsageError("--gpus does not apply to a cluster (TF_CONFIG): each worker trains on its own devices; "
+                         "choose a worker's GPUs with CUDA_VISIBLE_DEVICES")
+    tf = import_tensorflow()
     found = tf.config.list_physical_devices("GPU")
     if device == "gpu" and not found:
         raise GPUUnavailableError(

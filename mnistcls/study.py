@@ -168,6 +168,9 @@ def _experiment(name, raw, folder, report_problem):
     if not isinstance(datasets, list) or not all(isinstance(d, str) and d for d in datasets):
         report_problem(f"{where}.datasets", f"must be a list of dataset names or folders, got {datasets!r}")
         datasets = []
+    # A folder is relative to the study file, like its configs, and recorded absolute.
+    datasets = [str((folder / d).resolve()) if d not in data.DATASET_NAMES and (folder / d).is_dir() else d
+                for d in datasets]
     overrides = _overrides(raw.get("set") or {}, f"{where}.set", report_problem)
     reported = raw.get("reported")
     figures = reported.items() if isinstance(reported, dict) else [(None, reported)]

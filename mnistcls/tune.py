@@ -456,6 +456,8 @@ def _importances(study, params):
     if complete < IMPORTANCE_MIN_TRIALS:
         return None, f"importances need {IMPORTANCE_MIN_TRIALS} completed trials; the study has {complete}"
     try:
-        return optuna.importance.get_param_importances(study), None
+        # Named, not Optuna's default: before Optuna 5 that was fANOVA, which needs scikit-learn.
+        evaluator = optuna.importance.PedAnovaImportanceEvaluator()
+        return optuna.importance.get_param_importances(study, evaluator=evaluator), None
     except (RuntimeError, ValueError) as err:
         return None, f"importances could not be computed: {err}"

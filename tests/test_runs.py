@@ -207,3 +207,9 @@ def test_an_update_never_replaces_a_damaged_run_json(tmp_path):
     with pytest.raises(MnistclsError, match="run.json is missing or damaged"):
         run.update(status="failed")
     assert (run.path / "run.json").read_text() == damaged
+
+
+def test_the_lists_filters_before_a_subcommand_are_an_error_not_ignored(tmp_path):
+    result = invoke("--dataset", "fashion", "compare", "a", "b", "--runs-dir", str(tmp_path))
+    assert result.exit_code == 2
+    assert "--dataset, --config and --sort choose and order the list" in result.output

@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -90,6 +91,20 @@ def test_gpu_without_a_gpu_fails_clearly(small_dataset, tmp_path):
     assert result.exit_code == 1
     assert "--device gpu" in result.output and "no GPU" in result.output
     assert not tmp_path.joinpath("runs").exists() and runs.all_runs(tmp_path) == []
+
+
+@pytest.mark.parametrize("args, env, message", [
+    (["--device", "cpu", "--gpus", "2"], {}, "cannot go with --device cpu"),
+    (["--gpus", "1"], {"TF_CONFIG": json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
+                                                "task": {"type": "worker", "index": 0}})},
+     "--gpus does not apply to a cluster"),
+], ids=["cpu", "cluster"])
+def test_options_that_would_be_ignored_are_errors(small_dataset, tmp_path, monkeypatch, args, env, message):
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    result = CliRunner().invoke(cli, ["train", "-c", TINY_SPEC, "-d", str(small_dataset), "--runs-dir", str(tmp_path),
+                                      *args])
+    assert result.exit_code == 2 and message in result.output and runs.all_runs(tmp_path) == []
 
 
 def test_fast_mnist_learns_real_digits_in_one_epoch(tmp_path, real_data_dir):
@@ -226,3 +241,22 @@ def test_precision_auto_trains_in_bfloat16_on_cpus_that_have_it(small_dataset, t
     model = keras.models.load_model(run.path / "model.keras")
     assert model.get_layer(index=2).dtype_policy.name == chosen  # the first convolution
     assert model.layers[-1].dtype_policy.name == "float32"  # the output stays float32 for the loss
+
+
+def test_a_relative_dataset_folder_is_relative_to_its_spec_and_recorded_absolute(small_dataset, tmp_path,
+                                                                                monkeypatch):
+    import shutil
+
+    project = tmp_path / "project"
+    shutil.copytree(small_dataset, project / "data" / "shapes")
+    (project / "specs").mkdir()
+    (project / "specs" / "mine.yaml").write_text(Path(TINY_SPEC).read_text() + "data: {dataset: ../data/shapes}\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    (row,) = train("-c", str(project / "specs" / "mine.yaml"), "--epochs", "1", runs_dir=tmp_path / "runs")
+    run = runs.find(row["run"], tmp_path / "runs")
+    assert run.info["dataset"] == str((project / "data" / "shapes").resolve())
+    monkeypatch.chdir(tmp_path)
+    evaluated = CliRunner().invoke(cli, ["evaluate", "--run", run.id, "--runs-dir", str(tmp_path / "runs"), "--json"])
+    assert evaluated.exit_code == 0, evaluated.output

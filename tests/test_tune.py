@@ -282,3 +282,22 @@ def test_a_changed_best_spec_goes_to_a_new_file_and_the_same_one_is_kept(tmp_pat
     second = _write_new(first, "a: 2\n")
     assert second.name == "best-2.yaml" and first.read_text() == "a: 1\n" and second.read_text() == "a: 2\n"
     assert _write_new(first, "a: 2\n") == second
+
+
+def test_parameter_importances_are_pedanova_and_need_no_scikit_learn(monkeypatch):
+    import optuna
+
+    from mnistcls import search, tune
+
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(lambda t: t.suggest_float("a", 0, 1) + 0.1 * t.suggest_float("b", 0, 1), n_trials=12)
+    params = {name: search.Param(name, name, "float", low=0.0, high=1.0) for name in ("a", "b")}
+    used = []
+    real = optuna.importance.get_param_importances
+    monkeypatch.setattr(optuna.importance, "get_param_importances",
+                        lambda study, evaluator=None, **kw: used.append(evaluator) or real(study, evaluator=evaluator,
+                                                                                           **kw))
+    monkeypatch.setitem(sys.modules, "sklearn", None)  # as where scikit-learn is not installed
+    importances, note = tune._importances(study, params)
+    assert note is None and set(importances) == {"a", "b"} and importances["a"] > importances["b"]
+    assert isinstance(used[0], optuna.importance.PedAnovaImportanceEvaluator)

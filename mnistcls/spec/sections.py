@@ -229,12 +229,27 @@ def validate(raw, source, origins, problems):
             problem(key, f"must be a string, got {value!r}")
     if isinstance(name, str) and "/" in name:
         problem("name", f"must not contain '/' (it names the Keras model), got {name!r}")
+    _resolve_dataset_folder(raw, origins)
     data = _section(DataSpec, raw.get("data"), "data", problem)
     train = _section(TrainSpec, raw.get("train"), "train", problem)
     model = check_model(raw.get("model"), source, origins, problems)
     if not problems:
         _check_output(model, train, problem, written="train.from_logits" in origins)
     return Spec(str(name), str(description), data, model, train, source, origins)
+
+
+def _resolve_dataset_folder(raw, origins):
+    """A dataset folder written as a relative path is relative to the file that names it (the command line's
+    folder for --set), and is recorded absolute, so that the run is found again from any folder."""
+    section = raw.get("data")
+    if not isinstance(section, dict) or not isinstance(section.get("dataset"), str) \
+            or section["dataset"] in DATASET_STYLES:
+        return
+    written = Path(section["dataset"]).expanduser()
+    named_in = Path(origins.get("data.dataset", ("",))[0])
+    folder = written if written.is_absolute() else (named_in.parent if named_in.is_file() else Path.cwd()) / written
+    if folder.is_dir():
+        section["dataset"] = str(folder.resolve())
 
 
 def _section(cls, raw, path, problem):
