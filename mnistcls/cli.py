@@ -165,7 +165,7 @@ def train(ctx, configs, datasets, epochs, batch_size, lr, seed, precision, overr
       mnistcls train --resume 20261123-153000_cnn_relu_fashion
       mnistcls train --resume 20261123-153000_cnn_relu_fashion --restart
     """
-    from mnistcls import jobs
+    from mnistcls import runner
 
     if not configs and not resume:
         raise UsageError("give a spec with --config (e.g. --config cnn_relu.yaml), or --resume RUN")
@@ -176,7 +176,7 @@ def train(ctx, configs, datasets, epochs, batch_size, lr, seed, precision, overr
         raise UsageError("--resume continues a run as it was planned: leave out --config, --dataset and "
                          "every option that changes the spec")
     _tensorflow(ctx)
-    results = jobs.train_all(configs, datasets, overrides, resume=resume, restart=restart, device=device,
+    results = runner.train_all(configs, datasets, overrides, resume=resume, restart=restart, device=device,
                              gpus=gpus, runs_directory=runs_dir, data_dir=data_dir, offline=offline,
                              reporter=_reporter(as_json))
     # A run that diverged or learned nothing is recorded, and the others still train; the command then fails.

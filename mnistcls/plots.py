@@ -336,3 +336,39 @@ def param_effect(values, objective, states, path, *, param_name, log_x=False, ca
     """Write `param_effect_figure(...)` to `path` as a PNG and return the Path."""
     return _save(param_effect_figure(values, objective, states, param_name=param_name, log_x=log_x,
                                      categorical=categorical), path)
+
+
+# --- from run rows ---------------------------------------------------------------------
+
+def validated_on(validations):
+    """What the val_* figures of runs with these `validation` settings measure, for a picture's labels.
+
+    With `validation: test` they are test scores taken during training, and are named so.
+    """
+    return "test" if validations and all(v == "test" for v in validations) else "validation"
+
+
+def sweep_picture(rows, path):
+    """Draw best validation loss and accuracy against the swept value, when `rows` are one sweep."""
+    fields = {tuple(row["sweep"]) for row in rows}
+    if len(fields) != 1 or len(next(iter(fields))) != 1:
+        return None
+    (swept,) = fields.pop()
+    values = [_number_or_text(row["sweep"][swept]) for row in rows]
+    numeric = all(isinstance(v, (int, float)) for v in values)
+    # Swept sizes and rates usually grow by factors (10, 32, 100, 317, 1000): spread them on a log axis.
+    log_x = numeric and min(values) > 0 and max(values) >= 10 * min(values)
+    nan = float("nan")  # an unfinished run may not have validated yet
+    return str(sweep_plot(values, [row.get("best_val_loss", nan) for row in rows],
+                          [row.get("best_val_accuracy", nan) for row in rows], path,
+                          param_name=swept, log_x=log_x, validation=validated_on([row["validation"] for row in rows])))
+
+
+def _number_or_text(value):
+    """A swept value as recorded ("317", "0.01", "adam") as a number where it is one."""
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value

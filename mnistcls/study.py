@@ -16,7 +16,7 @@ bare name, `seed_a`):
     compare: [[A4 naive, A4 tuned]]       # optional: learning curves drawn together, per dataset
 
 Each experiment x dataset x swept value is one run in the runs directory, made by
-`jobs.train_all` like any other. The study's folder (RUNS_DIR/studies/NAME, with
+`runner.train_all` like any other. The study's folder (RUNS_DIR/studies/NAME, with
 the narrowing of a quick pass in its name) keeps study.json, which run each of
 them is; running the study again skips finished runs and resumes unfinished ones.
 Every pass writes its table as new Markdown and CSV files there, and for each
@@ -30,11 +30,10 @@ import json
 import shlex
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import yaml
 
-from mnistcls import checks, data, jobs, plots, progress, report, runs, runtime, spec as specs
+from mnistcls import checks, data, plots, progress, report, runner, runs, runtime, spec as specs
 from mnistcls.errors import Interrupted, Problem, SpecError, UsageError
 from mnistcls.files import inside, name_part, read_json, write_json, write_text
 
@@ -70,7 +69,7 @@ class Unit:
     """One run of a study: an experiment on one dataset with one value of each swept field."""
 
     experiment: Experiment
-    job: jobs.Job
+    job: runner.Job
     run: runs.Run | None = None  # the run recorded for it, if it can be used
     status: str = "new"  # new | resume | finished | running (in another process)
 
@@ -226,7 +225,7 @@ def plan_study(study, *, epochs=None, datasets=()):
         try:
             # Without `datasets:`, the one the spec names (a `set: {data.dataset: ...}` included).
             own = experiment.datasets or [
-                jobs.plan([experiment.config], [], [*experiment.overrides, *extra])[0].dataset]
+                runner.plan([experiment.config], [], [*experiment.overrides, *extra])[0].dataset]
             planned.append((experiment, own))
         except SpecError as err:
             problems += [p for p in _in_study(err.problems, experiment, study) if p not in problems]
@@ -237,7 +236,7 @@ def plan_study(study, *, epochs=None, datasets=()):
         if not chosen:
             continue
         try:
-            planned_jobs = jobs.plan([experiment.config], chosen, [*experiment.overrides, *extra])
+            planned_jobs = runner.plan([experiment.config], chosen, [*experiment.overrides, *extra])
             # plan() varies the dataset fastest; the table reads better with each dataset's runs together.
             order = [job.dataset for job in planned_jobs[:len(chosen)]]
             units += [Unit(experiment, job) for job in sorted(planned_jobs, key=lambda j: order.index(j.dataset))]
@@ -342,7 +341,7 @@ def dry_run(name_or_path, *, epochs=None, datasets=(), runs_directory=None, devi
             if key not in speeds:
                 speeds[key] = bench.measure(spec, strategy=placement.strategy, precision=precision,
                                             steps=ESTIMATE_STEPS,
-                                            workload=jobs.workload(unit.job.dataset)).seconds_per_epoch
+                                            workload=runner.workload(unit.job.dataset)).seconds_per_epoch
             seconds = to_train * speeds[key]
         rows.append({**_identity(unit), "status": unit.status, "epochs": to_train, "seconds": seconds})
     return {"study": study.name, "folder": str(folder), "units": rows, "seconds": sum(r["seconds"] for r in rows),
@@ -380,12 +379,12 @@ def run_study(name_or_path, *, epochs=None, datasets=(), runs_directory=None, da
     planned = []
     for unit in to_train:
         if unit.status == "resume":
-            unit.job = jobs.resumed_job(str(unit.run.path), runs_directory)
+            unit.job = runner.resumed_job(str(unit.run.path), runs_directory)
             by_job[id(unit.job)] = unit
         planned.append(unit.job)
     if planned:
         try:
-            jobs.train_all(None, None, None, planned=planned, on_run=record, device=device,
+            runner.train_all(None, None, None, planned=planned, on_run=record, device=device,
                            runs_directory=runs_directory, data_dir=data_dir, offline=offline, reporter=reporter)
         except Interrupted as err:
             raise Interrupted(f"{err}; or run the study again, which resumes it: mnistcls study "
@@ -465,7 +464,7 @@ def _sweep_plots(units, prefix, new_file):
         if len(members) < 2:
             continue
         name = f"{prefix}-{{}}-{name_part(experiment)}-{name_part(data.dataset_label(dataset))}.png"
-        sweep = jobs.sweep_picture([runs.describe(unit.run) for unit in members], new_file(name.format("sweep")))
+        sweep = plots.sweep_picture([runs.describe(unit.run) for unit in members], new_file(name.format("sweep")))
         if sweep:
             drawn["sweeps"].append(sweep)
         drawn["curves"].append(_curves(members, new_file(name.format("curves")),
@@ -491,5 +490,5 @@ def _compared_curves(study, units, prefix, new_file):
 def _curves(units, path, title):
     """The units' runs' learning curves in one picture, labelled by experiment and swept value."""
     curves = {report.experiment_text(_identity(unit)): unit.run.curves for unit in units}
-    validation = jobs.validated_on([unit.job.spec.train.validation for unit in units])
+    validation = plots.validated_on([unit.job.spec.train.validation for unit in units])
     return str(plots.learning_curves(curves, path, title=title, validation=validation))

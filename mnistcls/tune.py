@@ -42,7 +42,7 @@ import optuna
 import yaml
 from optuna.trial import TrialState
 
-from mnistcls import checks, jobs, plots, progress, runs, runtime, search as spaces, spec as specs
+from mnistcls import checks, plots, progress, runner, runs, runtime, search as spaces, spec as specs
 from mnistcls.build import build_model
 from mnistcls.errors import Diverged, Interrupted, MnistclsError, SpecError, UsageError
 from mnistcls.files import inside, name_part, new_file, numbered, write_json, write_text
@@ -84,7 +84,7 @@ def tune(config=None, *, space_file=None, search=(), overrides=(), dataset=None,
         raise UsageError("--space, --search, --set, --epochs and --dataset shape a new study's trials: give them "
                          "with --config; --study NAME alone continues a study as it was stored")
     if dataset:
-        overrides = [f"data.dataset={json.dumps(jobs.dataset_name(dataset))}", *overrides]
+        overrides = [f"data.dataset={json.dumps(runner.dataset_name(dataset))}", *overrides]
     space = spaces.load_space(config, space_file, search, overrides) if config else None
     if space is None and not study_name:
         raise UsageError("give a spec with --config (e.g. --config fast_fashion.yaml), or --study NAME of a study "
@@ -101,7 +101,7 @@ def tune(config=None, *, space_file=None, search=(), overrides=(), dataset=None,
         raise UsageError("tune trains each trial in one process: unset TF_CONFIG and start a `mnistcls tune` "
                          "per machine on one --storage instead")
     dataset_name = setup["spec"]["data"]["dataset"]
-    loaded = jobs.load_datasets([dataset_name], data_dir, offline, reporter)[dataset_name]
+    loaded = runner.load_datasets([dataset_name], data_dir, offline, reporter)[dataset_name]
     runtime.enable_determinism()
     objective = _Objective(study, setup, params, loaded, placement, runs_directory, trials, reporter)
     _end_lost_trials(study, runs_directory)
@@ -308,12 +308,12 @@ class _Objective:
         sweep = {name: value if isinstance(value, str) else json.dumps(value) for name, value in values.items()}
         run = runs.create(self.runs_directory, spec, spec.data.dataset, {
             "study": self.study.study_name, "trial": trial.number,
-            **jobs.run_environment(spec, dataset, placement, precision, sweep)})
+            **runner.run_environment(spec, dataset, placement, precision, sweep)})
         trial.set_user_attr("run", run.id)
         pruning = PruningCallback(trial)
         title = f"{spec.name}, trial {trial.number}: " + ", ".join(f"{k}={_short(v)}" for k, v in values.items())
         try:
-            result = jobs.train_and_record(run, spec, dataset, placement, precision, title=title,
+            result = runner.train_and_record(run, spec, dataset, placement, precision, title=title,
                                            reporter=self.reporter, callbacks=[pruning], test=False)
         except Interrupted:  # the run is recorded as interrupted; tune() queues the trial again
             trial.set_user_attr("error", "interrupted (Ctrl-C)")

@@ -2,7 +2,6 @@
 every command on a small graph model."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +10,7 @@ from click.testing import CliRunner
 
 import shapes
 from conftest import TINY_GRAPH
-from mnistcls import build, jobs, search, spec as specs
+from mnistcls import build, runner, search, spec as specs
 from mnistcls.cli import cli
 from mnistcls.errors import SpecError
 
@@ -82,7 +81,7 @@ def test_a_resolved_spec_reads_back_as_itself():
 def test_times_of_a_repeat_can_be_swept_and_each_copy_has_weights_of_its_own(tmp_path):
     path = tmp_path / "example.yaml"
     path.write_text(EXAMPLE)
-    planned = jobs.plan([str(path)], [], ["model.3.times=1,3"])
+    planned = runner.plan([str(path)], [], ["model.3.times=1,3"])
     assert [job.sweep for job in planned] == [{"model.3.times": "1"}, {"model.3.times": "3"}]
     one, three = (build.build_model(job.spec).count_params() for job in planned)
     block = 2 * (3 * 3 * 8 * 8) + 2 * (4 * 8)  # two convolutions and two batch normalizations

@@ -223,7 +223,7 @@ def test_unknown_dataset_names_are_caught_with_the_spec_unless_they_name_a_folde
     (tmp_path / "cifar10").mkdir()
     spec = specs.parse_spec("data: {dataset: cifar10}\nmodel: [flatten, {dense: {units: 10, activation: softmax}}]\n",
                             "s.yaml")
-    assert spec.data.dataset == "cifar10"
+    assert spec.data.dataset == str((tmp_path / "cifar10").resolve())  # a folder, recorded absolute
 
 
 def test_the_built_in_datasets_are_the_data_layers_and_each_has_a_picture_style():
