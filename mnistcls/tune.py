@@ -33,7 +33,6 @@ Decisions worth knowing:
 
 import json
 import socket
-import time
 import warnings
 from pathlib import Path
 
@@ -42,15 +41,12 @@ import optuna
 import yaml
 from optuna.trial import TrialState
 
-from mnistcls import checks, plots, progress, runner, runs, runtime, search as spaces, spec as specs
+from mnistcls import checks, plots, progress, runner, runs, runtime, search as spaces, spec as specs, storages
 from mnistcls.build import build_model
 from mnistcls.errors import Diverged, Interrupted, MnistclsError, SpecError, UsageError
 from mnistcls.files import inside, name_part, new_file, numbered, write_json, write_text
 
 HOLD_OUT = 0.2  # fraction of the training set validated on when the spec validates on the test set
-STORAGE_FILE = "studies.db"  # the default SQLite storage, in the runs directory
-HEARTBEAT_SECONDS = 30  # database storages: a trial silent for twice this long is stale
-MAX_RETRIES = 2  # copies of an interrupted trial run again (a trial that kills its process stops somewhere)
 FAILURES_IN_A_ROW = 3  # trials failing one after another in a process: a problem no other values will fix
 IMPORTANCE_MIN_TRIALS = 5  # completed trials before parameter importances mean anything
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)  # the states --trials counts
@@ -90,7 +86,7 @@ def tune(config=None, *, space_file=None, search=(), overrides=(), dataset=None,
         raise UsageError("give a spec with --config (e.g. --config fast_fashion.yaml), or --study NAME of a study "
                          "that exists in the storage")
     name = study_name or _default_name(space, space_file)
-    store, where = open_storage(storage, runs_directory)
+    store, where = storages.open_storage(storage, runs_directory)
     setup = _setup(store, name, space)
     params = {field: spaces.Param(**{**p, "choices": tuple(p["choices"])}) for field, p in setup["search"].items()}
     study = optuna.load_study(study_name=name, storage=store, sampler=SAMPLERS[sampler](params, sampler_seed),
@@ -104,77 +100,25 @@ def tune(config=None, *, space_file=None, search=(), overrides=(), dataset=None,
     loaded = runner.load_datasets([dataset_name], data_dir, offline, reporter)[dataset_name]
     runtime.enable_determinism()
     objective = _Objective(study, setup, params, loaded, placement, runs_directory, trials, reporter)
-    _end_lost_trials(study, runs_directory)
+    storages.end_lost_trials(study, runs_directory)
     reporter.note(f"Study {name} in {where}: {_counted(study)} of {trials} trials done; "
                   f"training on {placement.description}")
     enough = optuna.study.MaxTrialsCallback(trials, states=(*COUNTED, TrialState.RUNNING))
     try:
         if len(study.get_trials(deepcopy=False, states=(*COUNTED, TrialState.RUNNING))) < trials:
             study.optimize(objective, timeout=timeout, catch=(_TrialFailed,),
-                           callbacks=[lambda study, trial: (_end_lost_trials(study, runs_directory),
+                           callbacks=[lambda study, trial: (storages.end_lost_trials(study, runs_directory),
                                                             enough(study, trial))])
     except KeyboardInterrupt:
         interrupted = objective.current
         lost = interrupted is not None and study.trials[interrupted].state == TrialState.FAIL
         if lost:
-            _retry(study, study.trials[interrupted])
+            storages.retry(study, study.trials[interrupted])
         raise Interrupted("interrupted: " + (f"trial {interrupted} is recorded as failed and queued to run again; "
                                              if lost else "every finished trial is kept; ")
                           + f"continue the study with the same command (or: mnistcls tune --study {name}"
                           + (" --storage URL" if storage else "") + f" --trials {trials})") from None
     return results(study, setup, params, loaded, runs_directory, target=trials, storage_words=where)
-
-
-def open_storage(url, runs_directory):
-    """(an Optuna storage, words for it): the default SQLite file, a database URL, or a journal file."""
-    if url is None:
-        directory = runs.runs_dir(runs_directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        url = f"sqlite:///{(directory / STORAGE_FILE).resolve()}"
-    if "://" not in url:  # a file: Optuna's journal, for a shared disk without a database server
-        from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-        try:
-            Path(url).parent.mkdir(parents=True, exist_ok=True)
-            return JournalStorage(JournalFileBackend(str(url))), f"journal {url}"
-        except OSError as err:
-            raise UsageError(f"--storage {url}: cannot open the journal file ({err})") from None
-    shown = _without_password(url)
-    try:
-        return _database_storage(url), shown
-    except ImportError as err:
-        raise UsageError(f"--storage {shown}: the database driver is missing ({err}); for PostgreSQL: "
-                         "pip install 'mnistcls[postgres]'") from None
-    except Exception as err:
-        raise MnistclsError(f"--storage {shown}: cannot open the study storage "
-                            f"({type(err).__name__}: {str(err).splitlines()[0]})") from None
-
-
-def _database_storage(url, attempts=5):
-    """Optuna's RDBStorage for `url`, which creates its tables on first use.
-
-    Workers started together on a new database race to create them, and PostgreSQL
-    lets only one win (a unique violation in its catalogue for the others): the
-    losers try again once the winner's tables exist.
-    """
-    import sqlalchemy.exc
-
-    for attempt in range(attempts):
-        try:
-            return optuna.storages.RDBStorage(
-                url, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=2 * HEARTBEAT_SECONDS,
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                    max_retry=MAX_RETRIES))
-        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.5 * (attempt + 1))
-
-
-def _without_password(url):
-    scheme, _, rest = url.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    return f"{scheme}://{credentials.partition(':')[0]}{':***' if ':' in credentials else ''}@{host}" if at else url
 
 
 def _default_name(space, space_file):
@@ -219,29 +163,6 @@ def _grid(params):
 
 def _counted(study):
     return len(study.get_trials(deepcopy=False, states=COUNTED))
-
-
-def _retry(study, trial):
-    optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)(study, trial)
-
-
-def _end_lost_trials(study, runs_directory):
-    """Record as FAIL (and queue again) RUNNING trials whose process is gone.
-
-    This machine's own trials are known from their run folders at once; those of
-    other machines from Optuna's heartbeat, once their grace period has passed.
-    """
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        run_id = trial.user_attrs.get("run")
-        if trial.user_attrs.get("host") == socket.gethostname() and run_id and \
-                runs.Run(runs.runs_dir(runs_directory) / run_id).status == "killed":
-            try:  # as Optuna's fail_stale_trials does: only the process that ends the trial queues its copy
-                ended = study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
-            except optuna.exceptions.UpdateFinishedTrialError:
-                ended = False
-            if ended:
-                _retry(study, study.trials[trial.number])
-    optuna.storages.fail_stale_trials(study)  # by heartbeat, where the storage keeps one
 
 
 class PruningCallback(keras.callbacks.Callback):
