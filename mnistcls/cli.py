@@ -385,6 +385,8 @@ def runs_compare(ctx, references, runs_dir, as_json):
         report.print_json(comparison)
         return
     report.console.print(report.results_table(comparison["runs"], title="Comparison"))
+    if comparison["seeds"]:
+        report.console.print(report.seeds_summary(comparison["seeds"]))
     report.console.print(report.files_text({"Learning curves": comparison["curves"], "Sweep": comparison["sweep"]}))
 
 
@@ -557,54 +559,88 @@ def bench(ctx, configs, overrides, precision, device, steps, dataset, data_dir, 
 @click.option("--dataset", "-d", "datasets", multiple=True, metavar="NAME",
               help="Only the runs on this dataset; a dataset the study does not name (a folder of IDX files) "
                    "is run by every experiment. Repeatable.")
+@click.option("--repeats", type=click.IntRange(1, 100), metavar="N",
+              help="Train every run with seeds 0..N-1 (default: the study file's `repeats:`, else 1).")
+@click.option("--storage", metavar="URL",
+              help="Where the study's work is shared: a database URL (sqlite:///f.db, postgresql://user:pw@host/db) "
+                   "or a journal file path. Default: studies.db in the runs directory.")
 @click.option("--dry-run", is_flag=True, help="List what would train and the time it would take; train nothing.")
+@click.option("--status", "show_status", is_flag=True,
+              help="Show which runs are done, running (where, since when, which epoch), waiting or failed.")
+@click.option("--report", "report_only", is_flag=True,
+              help="Write the table, Markdown, CSV and plots from what has finished; train nothing.")
 @device_option
 @runs_dir_option
 @data_options
 @json_option
 @click.pass_context
-def study(ctx, name, epochs, datasets, dry_run, device, runs_dir, data_dir, offline, as_json):
+def study(ctx, name, epochs, datasets, repeats, storage, dry_run, show_status, report_only, device, runs_dir,
+          data_dir, offline, as_json):
     """Run a study: every experiment of a study file as ordinary runs, then one table.
 
     NAME is a bundled study (seed_a, seed_b) or a study file. The table puts our
     test accuracy, best accuracy during training, parameters and time beside the
     figure the seed reported; it is also written as Markdown and CSV, with the
     plots of each sweep (best scores against the swept value, learning curves),
-    into RUNS_DIR/studies/NAME/. Running a study again skips its finished runs
-    and resumes interrupted ones. --epochs and --dataset make a quick pass with
-    its own state (RUNS_DIR/studies/NAME-epochsN-DATASET/).
+    into RUNS_DIR/studies/NAME/. With --repeats (or `repeats:` in the file) every
+    run is trained with several seeds, and each row shows the mean and spread,
+    and whether a variant differs from the best by more than the seeds' spread.
+
+    The runs are shared through a storage: start the same command in several
+    processes, or on several machines with one --storage, and each takes the
+    next run no one has, until none is left. Running it again resumes what was
+    interrupted. --epochs and --dataset make a quick pass of its own
+    (RUNS_DIR/studies/NAME-epochsN-DATASET/).
 
     \b
     Examples:
       mnistcls study seed_b --dry-run
       mnistcls study seed_a --epochs 1 --dataset fashion
-      mnistcls study seed_a
-      mnistcls study my_study.yaml --json
+      mnistcls study seed_a --epochs 1 --dataset fashion --repeats 2 &      # two processes share the work
+      mnistcls study seed_a --epochs 1 --dataset fashion --repeats 2
+      mnistcls study seed_a --status
+      mnistcls study seed_a --storage postgresql://me:secret@dbhost/studies   # on every machine
     """
     from mnistcls import study as studies
 
+    if sum([dry_run, show_status, report_only]) > 1:
+        raise UsageError("--dry-run, --status and --report each say what to do instead of training: give one")
+    narrowing = {"epochs": epochs, "datasets": datasets, "repeats": repeats, "storage": storage,
+                 "runs_directory": runs_dir}
     _tensorflow(ctx)  # checking the specs imports Keras
+    if show_status:
+        state = studies.status(name, **narrowing)
+        if as_json:
+            report.print_json(state)
+        else:
+            report.console.print(report.study_status_table(state))
+        return
     if dry_run:
-        plan = studies.dry_run(name, epochs=epochs, datasets=datasets, runs_directory=runs_dir, device=device)
+        plan = studies.dry_run(name, device=device, **narrowing)
         if as_json:
             report.print_json(plan)
         else:
             report.console.print(report.study_plan_table(plan))
         return
-    result = studies.run_study(name, epochs=epochs, datasets=datasets, runs_directory=runs_dir, data_dir=data_dir,
-                               offline=offline, device=device, reporter=_reporter(as_json), new_file=new_file)
+    result = studies.run_study(name, report_only=report_only, data_dir=data_dir, offline=offline, device=device,
+                               reporter=_reporter(as_json), verbose=ctx.find_root().params["verbose"],
+                               new_file=new_file, **narrowing)
     if as_json:
         report.print_json(result)
-        return
-    if result["skipped"]:
-        report.console.print(f"{result['skipped']} of {len(result['rows'])} runs had finished before: "
-                             "not trained again")
-    report.console.print(report.study_table(result))
-    report.console.print(report.files_text({"Markdown": result["files"]["markdown"], "CSV": result["files"]["csv"],
-                                            **{f"Sweep plot {i}": path
-                                               for i, path in enumerate(result["files"]["sweeps"], 1)},
-                                            **{f"Learning curves {i}": path
-                                               for i, path in enumerate(result["files"]["curves"], 1)}}))
+    else:
+        done = sum(result["counts"].get(state, 0) for state in ("finished", "diverged", "at chance"))
+        report.console.print(f"{len(result['trained'])} runs trained here; {done} of {len(result['rows'])} "
+                             "runs of the study are done" + "".join(
+                                 f", {n} {state}" for state, n in result["counts"].items()
+                                 if state in ("running", "waiting", "failed")))
+        report.console.print(report.study_table(result))
+        report.console.print(report.files_text({"Markdown": result["files"]["markdown"], "CSV": result["files"]["csv"],
+                                                **{f"Sweep plot {i}": path
+                                                   for i, path in enumerate(result["files"]["sweeps"], 1)},
+                                                **{f"Learning curves {i}": path
+                                                   for i, path in enumerate(result["files"]["curves"], 1)}}))
+    if result["counts"].get("failed"):
+        ctx.exit(1)
 
 
 @cli.command()

@@ -6,7 +6,7 @@ import functools
 import json
 from pathlib import Path
 
-from mnistcls import data, images, plots, progress, runner, runs, runtime, spec as specs
+from mnistcls import data, images, metrics, plots, progress, runner, runs, runtime, spec as specs
 from mnistcls.build import lay_out, summarize
 from mnistcls.errors import DataError, SpecError, UsageError
 
@@ -107,8 +107,10 @@ def compare_runs(references, *, runs_directory=None, curves_path, sweep_path):
     """Overlay the learning curves of several runs in `curves_path`; for a sweep, also draw `sweep_path`.
 
     Runs form a sweep when each was trained with the same single swept field
-    (run.json "sweep"). Returns {"runs": runs.describe of each, "curves": path,
-    "sweep": path or None}.
+    (run.json "sweep"). Runs of one spec that differ only in their seed are repeats:
+    their figures' spread is summed up as a study's rows are. Returns {"runs":
+    runs.describe of each, "curves": path, "sweep": path or None, "seeds": None, or
+    {"seeds": [...], figure: metrics.spread} for repeats}.
     """
     chosen = [runs.find(reference, runs_directory) for reference in references]
     empty = [run.id for run in chosen if not run.history]
@@ -118,7 +120,24 @@ def compare_runs(references, *, runs_directory=None, curves_path, sweep_path):
     curves = plots.learning_curves({run.id: run.curves for run in chosen}, curves_path,
                                    title=f"{len(chosen)} runs compared",
                                    validation=plots.validated_on([row["validation"] for row in rows]))
-    return {"runs": rows, "curves": str(curves), "sweep": plots.sweep_picture(rows, sweep_path)}
+    return {"runs": rows, "curves": str(curves), "sweep": plots.sweep_picture(rows, sweep_path),
+            "seeds": _over_seeds(chosen, rows)}
+
+
+SEED_FIGURES = ("test_accuracy", "best_val_accuracy", "epochs_run", "seconds_per_epoch")
+
+
+def _over_seeds(chosen, rows):
+    """The spread of the runs' figures when they are one spec and dataset trained with different seeds, else None."""
+    def without_seed(run):
+        spec = run.spec_data
+        return json.dumps({**spec, "train": {k: v for k, v in spec.get("train", {}).items() if k != "seed"}},
+                          sort_keys=True), run.info.get("dataset")
+
+    seeds = [run.spec_data.get("train", {}).get("seed") for run in chosen]
+    if len({without_seed(run) for run in chosen}) != 1 or len(set(seeds)) != len(seeds):
+        return None
+    return {"seeds": seeds, **{field: metrics.spread([row.get(field) for row in rows]) for field in SEED_FIGURES}}
 
 
 # --- predict ----------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Scores for a classifier's predictions (confusion matrix, per-class report, worst mix-ups),
-and the figures of a training history.
+the figures of a training history, and the spread of figures over runs repeated with other seeds.
 
-Pure numpy, so evaluation can be summarised without loading Keras. Everything
+Pure numpy (and SciPy's t distribution), so evaluation can be summarised without loading Keras. Everything
 returned by `classification_report` and `top_confusions` is made of plain Python
 ints, floats, strings, lists and dicts, ready for `json.dump`.
 """
@@ -135,3 +135,33 @@ def history_figures(history):
 
 def _finite(value):
     return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+# --- figures over repeated runs (seeds) ---------------------------------------------------
+
+SIGNIFICANCE = 0.05  # a difference with a smaller Welch p-value is called larger than the seeds' spread
+
+
+def spread(values):
+    """{"n", "mean", "std", "min", "max"} of the known values (None and NaN left out); std is the sample
+    standard deviation (n - 1), None below two values."""
+    known = [float(v) for v in values if v is not None and math.isfinite(v)]
+    if not known:
+        return {"n": 0, "mean": None, "std": None, "min": None, "max": None}
+    return {"n": len(known), "mean": float(np.mean(known)),
+            "std": float(np.std(known, ddof=1)) if len(known) > 1 else None,
+            "min": min(known), "max": max(known)}
+
+
+def welch_p(first, second):
+    """The two-sided p-value of Welch's t-test that two sets of runs have the same mean (unequal variances
+    allowed); None with fewer than two values in either. Equal sets with no spread give 1.0."""
+    from scipy import stats
+
+    a = [float(v) for v in first if v is not None and math.isfinite(v)]
+    b = [float(v) for v in second if v is not None and math.isfinite(v)]
+    if len(a) < 2 or len(b) < 2:
+        return None
+    if np.std(a) == np.std(b) == 0:
+        return 1.0 if np.mean(a) == np.mean(b) else 0.0
+    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)

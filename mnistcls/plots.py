@@ -166,7 +166,8 @@ def _is_number(value):
     return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
 
 
-def sweep_plot_figure(values, best_val_loss, best_val_accuracy, *, param_name, log_x=False, validation="validation"):
+def sweep_plot_figure(values, best_val_loss, best_val_accuracy, *, param_name, log_x=False, validation="validation",
+                      spreads=None):
     """Draw the best validation loss and accuracy reached for each value of a swept setting.
 
     Numeric values are placed at their value on the x axis (sorted, and ticked at
@@ -180,6 +181,8 @@ def sweep_plot_figure(values, best_val_loss, best_val_accuracy, *, param_name, l
         param_name: what was swept, used as the x axis label.
         log_x: use a log x axis; only for numeric values, which must then be > 0.
         validation: what the scores were measured on, for the titles (e.g. "test set").
+        spreads: (loss, accuracy) standard deviations per value, over repeated runs: drawn as
+            error bars (each score is then the runs' mean); None where a value has one run.
     """
     values = list(values)
     if not values or not len(values) == len(best_val_loss) == len(best_val_accuracy):
@@ -198,11 +201,17 @@ def sweep_plot_figure(values, best_val_loss, best_val_accuracy, *, param_name, l
         tick_labels = [str(v) for v in values]
 
     fig = _new_figure(10, 4)
+    spreads = spreads or ([None] * len(values), [None] * len(values))
     panels = zip(fig.subplots(1, 2), (f"best {validation} loss", f"best {validation} accuracy"),
-                 (best_val_loss, best_val_accuracy))
-    for ax, name, scores in panels:
+                 (best_val_loss, best_val_accuracy), spreads)
+    for ax, name, scores, spread in panels:
         y = np.asarray(scores, dtype=float)[order]
+        errors = np.asarray([np.nan if s is None else s for s in spread], dtype=float)[order]
         ax.plot(x, y, "o-")
+        if np.isfinite(errors).any():
+            ax.errorbar(x, y, yerr=np.nan_to_num(errors), fmt="none", capsize=4, label="± 1 standard deviation")
+            ax.legend(fontsize="x-small")
+            name += " (mean of the seeds)"
         for xi, yi in zip(x, y):
             ax.annotate(f"{yi:.3g}", (xi, yi), textcoords="offset points", xytext=(0, 6),
                         ha="center", fontsize="x-small")
@@ -218,10 +227,11 @@ def sweep_plot_figure(values, best_val_loss, best_val_accuracy, *, param_name, l
     return fig
 
 
-def sweep_plot(values, best_val_loss, best_val_accuracy, path, *, param_name, log_x=False, validation="validation"):
+def sweep_plot(values, best_val_loss, best_val_accuracy, path, *, param_name, log_x=False, validation="validation",
+               spreads=None):
     """Write `sweep_plot_figure(...)` to `path` as a PNG and return the Path."""
-    return _save(sweep_plot_figure(values, best_val_loss, best_val_accuracy,
-                                   param_name=param_name, log_x=log_x, validation=validation), path)
+    return _save(sweep_plot_figure(values, best_val_loss, best_val_accuracy, param_name=param_name, log_x=log_x,
+                                   validation=validation, spreads=spreads), path)
 
 
 def confusion_heatmap_figure(confusion, class_names, *, title=None):
@@ -362,6 +372,28 @@ def sweep_picture(rows, path):
     return str(sweep_plot(values, [row.get("best_val_loss", nan) for row in rows],
                           [row.get("best_val_accuracy", nan) for row in rows], path,
                           param_name=swept, log_x=log_x, validation=validated_on([row["validation"] for row in rows])))
+
+
+def sweep_of_groups(groups, path):
+    """Draw the mean best validation loss and accuracy of a study's groups (its rows, study._groups) against
+    their one swept value, with the spread over their seeds as error bars; None unless they are one sweep."""
+    fields = {tuple(group["sweep"]) for group in groups}
+    if len(fields) != 1 or len(next(iter(fields))) != 1:
+        return None
+    (swept,) = fields.pop()
+    values = [_number_or_text(group["sweep"][swept]) for group in groups]
+    numeric = all(isinstance(v, (int, float)) for v in values)
+    log_x = numeric and min(values) > 0 and max(values) >= 10 * min(values)
+    nan = float("nan")
+
+    def means(field):
+        return [nan if group[field]["mean"] is None else group[field]["mean"] for group in groups]
+
+    spreads = tuple([group[field]["std"] for group in groups]
+                    for field in ("best_loss_in_training", "best_accuracy_in_training"))
+    validation = validated_on(["test" if group["validated_on"] == "test set" else "hold-out" for group in groups])
+    return str(sweep_plot(values, means("best_loss_in_training"), means("best_accuracy_in_training"), path,
+                          param_name=swept, log_x=log_x, validation=validation, spreads=spreads))
 
 
 def _number_or_text(value):

@@ -383,24 +383,86 @@ def speed_table(speeds, device):
 
 # --- study ---------------------------------------------------------------------------
 
-STUDY_COLUMNS = ["Experiment", "Dataset", "Params>", "Test acc>", "Best acc>", "Epochs>", "Time>", "Seed reported"]
 STUDY_NOTE = ("Best acc: the best accuracy of any epoch on the data the run validated on. 'test' marks seed A's "
               "way, validating on the test set: that figure is the best test accuracy seen during training, an "
               "optimistic one. 'val' marks a hold-out of the training set (seed B).")
+REPEATS_NOTE = ("With several runs (seeds) an accuracy is their mean ± standard deviation{range}, epochs and time "
+                "their mean. Vs best: the "
+                "difference of a variant's mean test accuracy from the best variant's of its sweep or compare group, "
+                "in points, and Welch's t-test of it (two-sided p; below 0.05 the difference is larger than the "
+                "seeds' spread explains).")
 
 
-def study_cells(rows):
-    """(STUDY_COLUMNS, plain-text cells): one study row per run (from study.run_study), for tables and Markdown."""
-    def best(row):
-        accuracy = row.get("best_accuracy_in_training")
-        on = "test" if row["validated_on"] == "test set" else "val"
-        return "-" if accuracy is None else f"{percent(accuracy)} {on}"
+def study_cells(groups, detailed=False):
+    """(columns, plain-text cells): one row per group of a study's runs (study._groups), ours beside the seed's
+    figures; with repeated runs, each figure's mean and spread (`detailed`: also its minimum and maximum)."""
+    repeated = any(g["finished"] < g["runs"] for g in groups) and any(g["runs"] > 1 for g in groups)
+    compared = any("comparison" in g for g in groups)
+    columns = ["Experiment", "Dataset", "Params>", *(["Runs>"] if repeated else []), "Test acc>", "Best acc>",
+               "Epochs>", "Time>", *(["Vs best"] if compared else []), "Seed reported"]
+    cells = []
+    for g in groups:
+        on = "test" if g["validated_on"] == "test set" else "val"
+        unfinished = ", ".join(status for status in g["statuses"] if status != "finished")
+        test = _spread(g["test_accuracy"], _points, detailed) if g["finished"] else unfinished or "-"
+        best = _spread(g["best_accuracy_in_training"], _points, detailed)
+        cells.append([experiment_text(g), g["dataset"], count(g["params"]) if g.get("params") else "-",
+                      *([f"{g['finished']}/{g['runs']}"] if repeated else []),
+                      test + (f" ({unfinished})" if g["finished"] and unfinished else ""),
+                      "-" if best == "-" else f"{best} {on}", _mean(g["epochs"], lambda v: f"{v:g}"),
+                      _mean(g["seconds"], duration),
+                      *([_versus_best(g.get("comparison"))] if compared else []), _reported(g.get("reported"))])
+    return columns, cells
 
-    cells = [[experiment_text(r), r["dataset"], count(r["params"]) if r.get("params") else "-",
-              "diverged" if r.get("status") == "diverged" else percent(r.get("test_accuracy")), best(r),
-              str(r.get("epochs") or "-"), duration(r.get("seconds")), _reported(r.get("reported"))]
-             for r in rows]
-    return STUDY_COLUMNS, cells
+
+def seeds_summary(summary):
+    """`runs compare` of repeats: one line of each figure's mean and spread over the seeds."""
+    figures = [("test accuracy", summary["test_accuracy"], _points),
+               ("best validation accuracy", summary["best_val_accuracy"], _points),
+               ("epochs", summary["epochs_run"], lambda v: f"{v:g}"),
+               ("seconds an epoch", summary["seconds_per_epoch"], lambda v: f"{v:.1f}")]
+    return plain(f"Over seeds {', '.join(map(str, summary['seeds']))} (mean ± standard deviation [min, max]): "
+                 + "; ".join(f"{name} {_spread(spread, show, True)}" for name, spread, show in figures
+                             if spread["n"]))
+
+
+def study_note(groups, detailed=True):
+    """What a study table's figures mean."""
+    if not any(g["runs"] > 1 for g in groups):
+        return STUDY_NOTE
+    return STUDY_NOTE + " " + REPEATS_NOTE.format(range=", then [minimum, maximum]" if detailed else "")
+
+
+def _points(fraction):
+    return percent(fraction)
+
+
+def _spread(spread, show, detailed):
+    """A figure over runs: its mean, ± its standard deviation (accuracies in points), [min, max] if `detailed`."""
+    if not spread["n"]:
+        return "-"
+    text = show(spread["mean"])
+    if spread["std"] is not None:
+        deviation = f"{100 * spread['std']:.2f}" if show is _points else show(spread["std"])
+        text += f" ± {deviation}"
+        if detailed:
+            text += f" [{show(spread['min'])}, {show(spread['max'])}]"
+    return text
+
+
+def _mean(spread, show):
+    return "-" if not spread["n"] else show(spread["mean"])
+
+
+def _versus_best(comparison):
+    if not comparison:
+        return "-"
+    if comparison["best"]:
+        return "best"
+    difference = f"{100 * comparison['difference']:+.2f}"
+    if comparison["p"] is None:
+        return f"{difference}, one run: no test"
+    return f"{difference}, {'differs' if comparison['differs'] else 'within spread'} (p={comparison['p']:.2g})"
 
 
 def experiment_text(row):
@@ -432,26 +494,45 @@ def _narrow_dataset_column(t):
 
 def study_table(result):
     """`mnistcls study`: the study's table, ours beside the seed's figures."""
-    columns, cells = study_cells(result["rows"])
-    t = table(f"Study {result['study']}", columns, cells, STUDY_NOTE)
+    columns, cells = study_cells(result["groups"])
+    t = table(f"Study {result['study']}", columns, cells, study_note(result["groups"], detailed=False))
     _narrow_dataset_column(t)
     return t
 
 
 STUDY_PLAN_STATUS = {"new": "new run", "resume": "resume its run", "finished": "finished: skipped",
-                     "diverged": "diverged: skipped",
-                     "running": "running elsewhere"}
+                     "diverged": "diverged: skipped", "at chance": "at chance: skipped",
+                     "running": "running elsewhere", "failed": "failed: queued no more"}
 
 
 def study_plan_table(plan):
     """`mnistcls study --dry-run`: what would train, and the time `bench` estimates for it."""
-    rows = [(experiment_text(u), u["dataset"], STUDY_PLAN_STATUS[u["status"]], u["epochs"] or "-",
+    rows = [(_unit_text(u), u["dataset"], STUDY_PLAN_STATUS[u["status"]], u["epochs"] or "-",
              duration(u["seconds"]) if u["epochs"] else "-") for u in plan["units"]]
     t = table(f"Study {plan['study']}: plan", ["Experiment", "Dataset", "Status", "Epochs>", "Est. time>"], rows,
-              f"estimated {duration(plan['seconds'])} on {plan['device']} (`mnistcls bench`'s speed, epochs of "
-              f"60,000 images); state and tables in {plan['folder']}")
+              f"estimated {duration(plan['seconds'])} on {plan['device']} (`mnistcls bench`'s speed); "
+              f"tables in {plan['folder']}")
     _narrow_dataset_column(t)
     return t
+
+
+def study_status_table(state):
+    """`mnistcls study --status`: where each run of a study stands, whichever process or machine has it."""
+    rows = [(_unit_text(u), u["dataset"], styled(u["status"], _UNIT_STYLES.get(u["status"], "default")),
+             u["run"] or "-", u["host"] or "-", u["since"] or "-", u["epoch"] or "-", u["error"] or "")
+            for u in state["units"]]
+    t = table(f"Study {state['study']}: " + ", ".join(f"{n} {what}" for what, n in state["counts"].items()),
+              ["Experiment", "Dataset", "Status", "Run", "Host", "Since", "Epoch>", "Error"], rows)
+    _narrow_dataset_column(t)
+    return t
+
+
+_UNIT_STYLES = {"finished": "green", "running": "cyan", "waiting": "dim", "failed": "red", "diverged": "red",
+                "at chance": "red"}
+
+
+def _unit_text(unit):
+    return experiment_text(unit) + ("" if unit.get("seed") is None else f", seed {unit['seed']}")
 
 
 # --- tune ----------------------------------------------------------------------------

@@ -31,28 +31,37 @@ class Job:
 
 
 
-def train_all(configs, datasets, overrides, *, resume=None, restart=False, planned=None, on_run=None,
-              device=runtime.DEFAULT_DEVICE, gpus=None, runs_directory=None, data_dir=None, offline=None,
-              reporter=progress.SILENT):
+def train_all(configs, datasets, overrides, *, resume=None, restart=False, device=runtime.DEFAULT_DEVICE,
+              gpus=None, runs_directory=None, data_dir=None, offline=None, reporter=progress.SILENT):
     """Train every planned run; return one result dict per run.
 
     `resume` names a run to continue (`restart`: train it again from its first epoch).
-    `planned` (Jobs from `plan` and `resumed_job`, as a study makes them) replaces
-    configs, datasets, overrides and resume. `on_run(job, run)` is called as each
-    run's folder is made or taken up again, before its first epoch, so that a
-    caller can record where the run lives even if it is then interrupted.
     """
-    keras_compat.check_keras_version()  # before any run folder is made
-    placement = runtime.select_strategy(device, gpus)
+    placement = place(device, gpus)
     if not placement.is_chief:
         runs_directory = runs.worker_runs_dir(placement.task_index)
-    if planned is None:
-        planned = [resumed_job(resume, runs_directory)] if resume else plan(configs, datasets, overrides)
+    planned = [resumed_job(resume, runs_directory)] if resume else plan(configs, datasets, overrides)
+    loaded = check_and_load(planned, data_dir, offline, reporter)
+    reporter.note(f"Training on {placement.description}")
+    return [train_one(job, loaded[job.dataset], placement, runs_directory, reporter, restart=restart)
+            for job in planned]
+
+
+def place(device=runtime.DEFAULT_DEVICE, gpus=None):
+    """Where runs will train (runtime.Placement), once the installed Keras is known to be one mnistcls was
+    tested with: before any run folder is made."""
+    keras_compat.check_keras_version()
+    return runtime.select_strategy(device, gpus)
+
+
+def check_and_load(planned, data_dir, offline, reporter):
+    """Load the datasets of the `planned` Jobs and check every model's shapes and batch size on them, all
+    before the first epoch; {dataset name: data.Dataset}. One SpecError lists the problems of all."""
     loaded = load_datasets({job.dataset for job in planned}, data_dir, offline, reporter)
     from mnistcls import train  # imports TensorFlow
 
     problems = []
-    for job in planned:  # every shape and size checked before the first epoch
+    for job in planned:
         dataset = loaded[job.dataset]
         try:
             build_model(job.spec, (*dataset.image_shape, 1), dataset.num_classes)
@@ -62,9 +71,7 @@ def train_all(configs, datasets, overrides, *, resume=None, restart=False, plann
     if problems:
         raise SpecError(problems)
     runtime.enable_determinism()
-    reporter.note(f"Training on {placement.description}")
-    return [train_one(job, loaded[job.dataset], placement, runs_directory, reporter, on_run, restart)
-            for job in planned]
+    return loaded
 
 
 def plan(configs, datasets, overrides):
@@ -110,8 +117,13 @@ def load_datasets(names, data_dir, offline, reporter, splits=data.SPLITS):
                 for name in names}
 
 
-def train_one(job, dataset, placement, runs_directory, reporter, on_run=None, restart=False):
-    """Train one planned job in its run folder; its result row (status "diverged" and an error if it diverged)."""
+def train_one(job, dataset, placement, runs_directory, reporter, *, on_run=None, callbacks=(), restart=False):
+    """Train one planned job in its run folder; its result row (status "diverged" and an error if it diverged).
+
+    `on_run(run)` is called as the run's folder is made or taken up again, before its
+    first epoch, so that a caller can record where the run lives even if it is then
+    interrupted. `callbacks` are Keras callbacks called after each epoch is recorded.
+    """
     spec = job.spec
     if job.run:  # a resumed run keeps the precision it started with, wherever it continues
         precision = job.run.info.get("precision") or runtime.choose_precision(spec.train.precision, placement.on_gpu)
@@ -122,11 +134,11 @@ def train_one(job, dataset, placement, runs_directory, reporter, on_run=None, re
                                  run_environment(spec, dataset, placement, precision, job.sweep),
                                  started=runtime.chiefs_value(placement, time.time()))
     if on_run:
-        on_run(job, run)
+        on_run(run)
     row = {"run": run.id, "config": spec.name, "dataset": dataset.name, "sweep": job.sweep}
     try:
         result = train_and_record(run, spec, dataset, placement, precision, title=f"{spec.name} on {dataset.name}",
-                                  reporter=reporter, restart=restart)
+                                  reporter=reporter, callbacks=callbacks, restart=restart)
     except Diverged as err:  # recorded; the other runs of a sweep or study still train
         return {**row, "status": "diverged", "validation": spec.train.validation, "error": str(err)}
     finally:

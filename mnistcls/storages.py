@@ -74,6 +74,15 @@ def without_password(url):
     return f"{scheme}://{credentials.partition(':')[0]}{':***' if ':' in credentials else ''}@{host}" if at else url
 
 
+def quiet_optuna(verbose=False):
+    """Optuna's log lines (unless `verbose`) and its warnings of experimental features say nothing a user of
+    mnistcls needs: mnistcls reports each trial and run itself."""
+    import warnings
+
+    optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.ERROR)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
 def retry(study, trial):
     """Queue a copy of `trial` (its values and user attributes) to run again, at most MAX_RETRIES times."""
     optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)(study, trial)

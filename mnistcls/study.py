@@ -14,35 +14,45 @@ bare name, `seed_a`):
         reported: {mnist: "about 0.9"}    # what the seed reported: text or a number (an accuracy),
                                           # one for all datasets or one per dataset
     compare: [[A4 naive, A4 tuned]]       # optional: learning curves drawn together, per dataset
+    repeats: 3                            # optional: every run with seeds 0, 1, 2 (also per experiment)
 
-Each experiment x dataset x swept value is one run in the runs directory, made by
-`runner.train_all` like any other. The study's folder (RUNS_DIR/studies/NAME, with
-the narrowing of a quick pass in its name) keeps study.json, which run each of
-them is; running the study again skips finished runs and resumes unfinished ones.
-Every pass writes its table as new Markdown and CSV files there, and for each
-sweep a plot of the best validation loss and accuracy against the swept value and
-one of the runs' learning curves overlaid.
+Each experiment x dataset x swept value (x seed) is one run in the runs directory,
+trained through runner like any other. The study's units of work live in an Optuna
+storage (storages.py: by default the runs directory's studies.db, or a database or
+journal file that several machines share), queued once as trials: every process
+started on the study claims the next waiting one, atomically, until none is left,
+and records each run's figures in the storage, so any process prints the whole
+table. A claimed unit whose process is lost (Ctrl-C, kill -9, a lost machine) is
+queued again and resumed from its run folder where that folder is on this machine.
+Every report writes the table as new Markdown and CSV files in the study's folder
+(RUNS_DIR/studies/NAME, with the narrowing of a quick pass in its name), and for
+each sweep a plot of the best validation loss and accuracy against the swept value
+and one of the runs' learning curves overlaid. With repeats, a row is the mean and
+spread over the seeds, and differences between variants are tested against that
+spread (Welch's t-test).
 """
 
 import csv
 import io
 import json
+import os
 import shlex
+import socket
 import time
 from dataclasses import dataclass, field
 
 import yaml
 
-from mnistcls import checks, data, plots, progress, report, runner, runs, runtime, spec as specs
-from mnistcls.errors import Interrupted, Problem, SpecError, UsageError
-from mnistcls.files import inside, name_part, read_json, write_json, write_text
+from mnistcls import checks, data, metrics, plots, progress, report, runner, runs, runtime, spec as specs, storages
+from mnistcls.errors import Interrupted, MnistclsError, Problem, SpecError, UsageError
+from mnistcls.files import inside, name_part, write_text
 
 STUDY_DIR = specs.CONFIG_DIR / "studies"
-STATE_FILE = "study.json"
 ESTIMATE_STEPS = 32  # training steps `--dry-run` times per distinct model (after bench's warm-up)
 
-STUDY_KEYS = {"name", "description", "experiments", "compare"}
-EXPERIMENT_KEYS = {"config", "datasets", "set", "reported"}
+STUDY_KEYS = {"name", "description", "experiments", "compare", "repeats"}
+EXPERIMENT_KEYS = {"config", "datasets", "set", "reported", "repeats"}
+MAX_REPEATS = 100
 
 
 @dataclass
@@ -52,6 +62,7 @@ class Experiment:
     datasets: list  # as written; empty: the config's own
     overrides: list  # --set strings; a sweep's values joined by commas
     reported: dict  # dataset -> the seed's figure; key None: for every dataset
+    repeats: int | None = None  # runs with seeds 0..repeats-1; None: the study's
 
 
 @dataclass
@@ -61,22 +72,8 @@ class Study:
     source: str
     experiments: list
     compare: list  # groups of experiment names whose learning curves are drawn together
+    repeats: int = 1  # runs of each experiment, with seeds 0..repeats-1 (an experiment may say otherwise)
     problem: object = field(repr=False, default=None)  # problem(path, message): a Problem at that line
-
-
-@dataclass
-class Unit:
-    """One run of a study: an experiment on one dataset with one value of each swept field."""
-
-    experiment: Experiment
-    job: runner.Job
-    run: runs.Run | None = None  # the run recorded for it, if it can be used
-    status: str = "new"  # new | resume | finished | running (in another process)
-
-    @property
-    def key(self):
-        sweep = ", ".join(f"{k}={v}" for k, v in sorted(self.job.sweep.items()))
-        return " | ".join(part for part in (self.experiment.name, self.job.dataset, sweep) if part)
 
 
 # --- study files ------------------------------------------------------------------------
@@ -120,9 +117,18 @@ def load_study(name_or_path):
     experiments = [_experiment(str(key), value, path.parent, report_problem)
                    for key, value in raw["experiments"].items()]
     compare = _compare(raw.get("compare", []), [str(key) for key in raw["experiments"]], report_problem)
+    repeats = _repeats(raw.get("repeats", 1), "repeats", report_problem)
     if problems:
         raise SpecError(problems)
-    return Study(str(name), description, source, experiments, compare, problem)
+    return Study(str(name), description, source, experiments, compare, repeats, problem)
+
+
+def _repeats(value, where, report_problem):
+    problem = checks.integer(value, 1) or (f"must be <= {MAX_REPEATS}, got {value}" if value > MAX_REPEATS else None)
+    if problem:
+        report_problem(where, problem)
+        return 1
+    return value
 
 
 def _compare(groups, names, report_problem):
@@ -180,7 +186,8 @@ def _experiment(name, raw, folder, report_problem):
         if key is not None and datasets and key not in datasets:
             report_problem(path, "not a dataset of this experiment" + checks.did_you_mean(str(key), datasets)
                            + f"; its datasets: {', '.join(datasets)}")
-    return Experiment(name, config, datasets, overrides, dict(figures))
+    repeats = _repeats(raw["repeats"], f"{where}.repeats", report_problem) if "repeats" in raw else None
+    return Experiment(name, config, datasets, overrides, dict(figures), repeats)
 
 
 def _overrides(raw, where, report_problem):
@@ -213,11 +220,32 @@ def _value_text(value):
 
 # --- planning ---------------------------------------------------------------------------
 
-def plan_study(study, *, epochs=None, datasets=()):
+@dataclass
+class Unit:
+    """One run of a study: an experiment on one dataset with one value of each swept field (and one seed)."""
+
+    experiment: Experiment
+    job: runner.Job
+    seed: int | None = None  # the repeat's train.seed, when the study repeats its runs
+
+    @property
+    def group(self):
+        """What the unit is, seeds aside: its row of the table."""
+        sweep = ", ".join(f"{k}={v}" for k, v in sorted(self.job.sweep.items()))
+        return " | ".join(part for part in (self.experiment.name, self.job.dataset, sweep) if part)
+
+    @property
+    def key(self):
+        return self.group + ("" if self.seed is None else f" | seed={self.seed}")
+
+
+def plan_study(study, *, epochs=None, datasets=(), repeats=None):
     """Every Unit of `study`, its spec checked; raise one SpecError listing every problem.
 
     `epochs` overrides every experiment's; `datasets` narrows the study: a dataset
-    the study names keeps only its runs, any other (a folder) is run by every experiment.
+    the study names keeps only its runs, any other (a folder) is run by every
+    experiment. `repeats` (default: the experiment's, else the study's) trains each
+    run with seeds 0..repeats-1.
     """
     extra = [f"train.epochs={epochs}"] if epochs else []
     problems, planned = [], []
@@ -233,18 +261,21 @@ def plan_study(study, *, epochs=None, datasets=()):
     units = []
     for experiment, own in planned:
         chosen = own if not datasets else [d for d in own if d in datasets] + [d for d in datasets if d not in named]
-        if not chosen:
-            continue
+        count = repeats or experiment.repeats or study.repeats
+        seeds = [None] if count == 1 else range(count)
         try:
-            planned_jobs = runner.plan([experiment.config], chosen, [*experiment.overrides, *extra])
-            # plan() varies the dataset fastest; the table reads better with each dataset's runs together.
-            order = [job.dataset for job in planned_jobs[:len(chosen)]]
-            units += [Unit(experiment, job) for job in sorted(planned_jobs, key=lambda j: order.index(j.dataset))]
+            for seed in seeds:
+                seeded = [] if seed is None else [f"train.seed={seed}"]
+                planned_jobs = runner.plan([experiment.config], chosen, [*experiment.overrides, *extra, *seeded])
+                # plan() varies the dataset fastest; the table reads better with each dataset's runs together.
+                order = [job.dataset for job in planned_jobs[:len(chosen)]]
+                units += [Unit(experiment, job, seed)
+                          for job in sorted(planned_jobs, key=lambda j: order.index(j.dataset))]
         except SpecError as err:
             problems += [p for p in _in_study(err.problems, experiment, study) if p not in problems]
     if problems:
         raise SpecError(problems)
-    return units
+    return sorted(units, key=lambda unit: [u.group for u in units].index(unit.group))  # a group's seeds together
 
 
 def _in_study(problems, experiment, study):
@@ -267,71 +298,130 @@ def study_folder(study, *, epochs=None, datasets=(), runs_directory=None):
     return inside(runs.runs_dir(runs_directory) / "studies", "-".join(parts))
 
 
-def _take_stock(units, folder, runs_directory):
-    """Set each unit's run and status from the study's state; a recorded run of another spec is not used."""
-    recorded = _recorded_runs(folder)
-    for unit in units:
-        run_id = recorded.get(unit.key)
-        path = runs.runs_dir(runs_directory) / str(run_id)
-        if not run_id or not (path / "run.json").is_file() or not _same_spec(unit.job.spec, path):
-            continue
-        unit.run = runs.Run(path)
-        status = unit.run.status
-        # A diverged run is an outcome (its learning rate is too high), not something to resume.
-        unit.status = status if status in ("finished", "running", "diverged") else "resume"
+@dataclass
+class Pass:
+    """A study narrowed to what one command asks for: its units, its folder and its state in the storage."""
+
+    study: Study
+    folder: object  # Path
+    units: list
+    storage: str | None  # --storage, None for the runs directory's default
+    runs_directory: object
+
+    @property
+    def name(self):
+        """The pass' name in the storage: its folder's, which says the narrowing."""
+        return f"study:{self.folder.name}"
+
+    def definition(self):
+        """What every process working on this pass must agree on: each unit and its resolved spec."""
+        return json.loads(json.dumps({"units": [[unit.key, unit.job.spec.to_dict()] for unit in self.units]}))
 
 
-def _recorded_runs(folder):
-    """The study's state: unit key -> run id (empty for a new study, or a state file that is not one)."""
-    state = read_json(folder / STATE_FILE, {})
-    recorded = state.get("runs") if isinstance(state, dict) else None
-    return recorded if isinstance(recorded, dict) else {}
-
-
-def _record_run(folder, header, key, run_id):
-    """Add `key` -> `run_id` to the study's state, under its lock and from the file as it is now, so that
-    processes recording runs of one study at once keep each other's."""
-    import filelock
-
-    folder.mkdir(parents=True, exist_ok=True)
-    with filelock.FileLock(folder / f"{STATE_FILE}.lock", timeout=60):
-        write_json(folder / STATE_FILE, {**header, "runs": {**_recorded_runs(folder), key: run_id}})
-
-
-def _same_spec(spec, run_path):
-    try:
-        recorded = specs.read_yaml((run_path / "spec.yaml").read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        return False
-    return recorded == specs.read_yaml(yaml.safe_dump(spec.to_dict(), sort_keys=False))
-
-
-def prepare(name_or_path, *, epochs=None, datasets=(), runs_directory=None):
-    """(study, its folder, its units with what is done already)."""
+def prepare(name_or_path, *, epochs=None, datasets=(), repeats=None, storage=None, runs_directory=None):
     study = load_study(name_or_path)
-    units = plan_study(study, epochs=epochs, datasets=datasets)
+    units = plan_study(study, epochs=epochs, datasets=datasets, repeats=repeats)
     folder = study_folder(study, epochs=epochs, datasets=datasets, runs_directory=runs_directory)
-    _take_stock(units, folder, runs_directory)
-    return study, folder, units
+    return Pass(study, folder, units, storage, runs_directory)
 
 
-# --- dry run ----------------------------------------------------------------------------
+# --- the board: a pass' units as trials in an Optuna storage -------------------------------
 
-def dry_run(name_or_path, *, epochs=None, datasets=(), runs_directory=None, device=runtime.DEFAULT_DEVICE):
-    """What a pass would train and how long it would take, from `bench`; trains nothing.
+READY_SECONDS = 60  # how long a process waits for the one that creates a pass' board to queue its units
 
-    Returns {"study", "folder", "units": [{"experiment", "dataset", "sweep", "status",
-    "run", "epochs", "seconds"}], "seconds", "device"}.
+
+def open_board(work, *, create):
+    """The pass' Optuna study, its units queued once as WAITING trials (by whichever process creates it).
+
+    With `create` false, None where the pass has no board yet (nothing trained). A
+    pass started with another definition (a changed study file, other --repeats)
+    is a UsageError: its runs would not be the ones the table names.
+    """
+    import optuna
+
+    if not create and work.storage is None and not (runs.runs_dir(work.runs_directory) / storages.STORAGE_FILE).is_file():
+        return None  # the default storage does not exist yet: nothing to read, and nothing is made
+    store, _ = storages.open_storage(work.storage, work.runs_directory)
+    wanted = work.definition()
+    if not create:
+        try:
+            board = optuna.load_study(study_name=work.name, storage=store)
+        except KeyError:
+            return None
+        if not board.user_attrs.get("ready"):
+            return None
+    else:
+        try:
+            board = optuna.create_study(storage=store, study_name=work.name, direction="maximize")
+        except optuna.exceptions.DuplicatedStudyError:
+            board = optuna.load_study(study_name=work.name, storage=store)
+        else:  # this process made it: it alone queues the units
+            board.set_user_attr("definition", wanted)
+            for unit in work.units:
+                board.enqueue_trial({}, user_attrs={"unit": unit.key})
+            board.set_user_attr("ready", True)
+    deadline = time.monotonic() + READY_SECONDS
+    while not board.user_attrs.get("ready"):
+        if time.monotonic() > deadline:
+            raise MnistclsError(f"{work.name}: the process that started this study did not queue its runs within "
+                                f"{READY_SECONDS} s; start the study again")
+        time.sleep(0.5)
+    if board.user_attrs.get("definition") != wanted:
+        raise UsageError(f"study {work.study.name} ({work.folder.name}) was started with other experiments, specs, "
+                         "datasets or repeats than the study file gives now; run it as it was, or give the study "
+                         "file another name: to start a new study")
+    return board
+
+
+def unit_states(work, board):
+    """{unit key: the latest trial of that unit (a FrozenTrial), or None if it was never queued}."""
+    latest = {}
+    for trial in board.get_trials(deepcopy=False) if board else []:
+        key = trial.user_attrs.get("unit")
+        if key is not None:
+            latest[key] = trial  # trials are in order: a retried unit's copy comes last
+    return {unit.key: latest.get(unit.key) for unit in work.units}
+
+
+def _status(trial):
+    """A unit's state in words: waiting, running, finished (or diverged, at chance), failed."""
+    from optuna.trial import TrialState
+
+    if trial is None or trial.state == TrialState.WAITING:
+        return "waiting"
+    if trial.state == TrialState.RUNNING:
+        return "running"
+    if trial.state == TrialState.COMPLETE:
+        return trial.user_attrs.get("figures", {}).get("status", "finished")
+    return "failed"
+
+
+# --- dry run and status -----------------------------------------------------------------
+
+def dry_run(name_or_path, *, epochs=None, datasets=(), repeats=None, storage=None, runs_directory=None,
+            device=runtime.DEFAULT_DEVICE):
+    """What a pass would train and how long it would take, from `bench`; trains nothing and makes nothing.
+
+    Returns {"study", "folder", "units": [{"experiment", "dataset", "sweep", "seed", "status", "run",
+    "epochs", "seconds"}], "seconds", "device"}; status: new, resume (its run folder is here), running,
+    finished (or diverged, at chance), failed.
     """
     from mnistcls import bench  # imports TensorFlow
 
-    study, folder, units = prepare(name_or_path, epochs=epochs, datasets=datasets, runs_directory=runs_directory)
+    storages.quiet_optuna()
+    work = prepare(name_or_path, epochs=epochs, datasets=datasets, repeats=repeats, storage=storage,
+                   runs_directory=runs_directory)
+    states = unit_states(work, open_board(work, create=False))
     placement = runtime.select_strategy(device)
     speeds, rows = {}, []
-    for unit in units:
+    for unit in work.units:
+        trial = states[unit.key]
+        status = "waiting" if _lost_here(trial, work.runs_directory) else _status(trial)  # queued again at the start
+        resumable = _local_run(trial, work.runs_directory, unit) if status in ("waiting", "failed") else None
+        status = {"waiting": "resume" if resumable else "new"}.get(status, status)
         spec = unit.job.spec
-        to_train = 0 if unit.status in ("finished", "running", "diverged") else spec.train.epochs - len(
-            unit.run.history if unit.run else [])
+        to_train = spec.train.epochs - len(resumable.history) if resumable else spec.train.epochs
+        to_train = to_train if status in ("new", "resume") else 0
         seconds = 0.0
         if to_train:
             precision = runtime.choose_precision(spec.train.precision, placement.on_gpu)
@@ -343,82 +433,272 @@ def dry_run(name_or_path, *, epochs=None, datasets=(), runs_directory=None, devi
                                             steps=ESTIMATE_STEPS,
                                             workload=runner.workload(unit.job.dataset)).seconds_per_epoch
             seconds = to_train * speeds[key]
-        rows.append({**_identity(unit), "status": unit.status, "epochs": to_train, "seconds": seconds})
-    return {"study": study.name, "folder": str(folder), "units": rows, "seconds": sum(r["seconds"] for r in rows),
-            "device": placement.description}
+        rows.append({**_identity(unit), "status": status, "run": (trial.user_attrs.get("run") if trial else None),
+                     "epochs": to_train, "seconds": seconds})
+    return {"study": work.study.name, "folder": str(work.folder), "units": rows,
+            "seconds": sum(r["seconds"] for r in rows), "device": placement.description}
+
+
+def status(name_or_path, *, epochs=None, datasets=(), repeats=None, storage=None, runs_directory=None):
+    """Where each unit of a pass stands, from the storage: {"study", "folder", "units": [{"experiment",
+    "dataset", "sweep", "seed", "status", "run", "host", "since", "epoch", "error"}], "counts"}."""
+    storages.quiet_optuna()
+    work = prepare(name_or_path, epochs=epochs, datasets=datasets, repeats=repeats, storage=storage,
+                   runs_directory=runs_directory)
+    rows = []
+    for unit, trial in zip(work.units, unit_states(work, open_board(work, create=False)).values()):
+        attrs = trial.user_attrs if trial else {}
+        state = "killed" if _lost_here(trial, work.runs_directory) else _status(trial)
+        rows.append({**_identity(unit), "status": state, "run": attrs.get("run"), "host": attrs.get("host"),
+                     "since": trial.datetime_start.isoformat(timespec="seconds")
+                     if trial and trial.datetime_start and state == "running" else None,
+                     "epoch": attrs.get("epoch") if state == "running" else None, "error": attrs.get("error")})
+    counts = {state: sum(row["status"] == state for row in rows) for state in dict.fromkeys(r["status"] for r in rows)}
+    return {"study": work.study.name, "folder": str(work.folder), "units": rows, "counts": counts}
 
 
 def _identity(unit):
     return {"experiment": unit.experiment.name, "dataset": data.dataset_label(unit.job.dataset),
-            "sweep": dict(unit.job.sweep), "run": unit.run.id if unit.run else None}
+            "sweep": dict(unit.job.sweep), "seed": unit.seed}
+
+
+def _lost_here(trial, runs_directory):
+    """Whether a running unit's process on this machine is gone (killed): the next process queues it again."""
+    return (trial is not None and _status(trial) == "running" and trial.user_attrs.get("host") == socket.gethostname()
+            and bool(trial.user_attrs.get("run"))
+            and runs.Run(runs.runs_dir(runs_directory) / trial.user_attrs["run"]).status == "killed")
+
+
+def _local_run(trial, runs_directory, unit):
+    """The run folder of a unit's earlier try, where it is on this machine and can be resumed with the unit's
+    own spec; else None."""
+    if trial is None or trial.user_attrs.get("host") != socket.gethostname() or not trial.user_attrs.get("run"):
+        return None
+    run = runs.Run(runs.runs_dir(runs_directory) / trial.user_attrs["run"])
+    if run.status not in ("interrupted", "killed", "failed") or not _same_spec(unit.job.spec, run.path):
+        return None
+    return run
+
+
+def _same_spec(spec, run_path):
+    try:
+        recorded = specs.read_yaml((run_path / "spec.yaml").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return False
+    return recorded == specs.read_yaml(yaml.safe_dump(spec.to_dict(), sort_keys=False))
 
 
 # --- running ----------------------------------------------------------------------------
 
-def run_study(name_or_path, *, epochs=None, datasets=(), runs_directory=None, data_dir=None, offline=None,
-              device=runtime.DEFAULT_DEVICE, reporter=progress.SILENT, new_file):
-    """Train what is left of a study, then write its table (Markdown, CSV) and sweep plots.
+class _UnitFailed(Exception):
+    """A unit's own error (recorded on its trial); the other units still train."""
+
+
+def run_study(name_or_path, *, epochs=None, datasets=(), repeats=None, storage=None, report_only=False,
+              runs_directory=None, data_dir=None, offline=None, device=runtime.DEFAULT_DEVICE,
+              reporter=progress.SILENT, verbose=False, new_file):
+    """Train the units of a pass that no process has claimed yet, then write its table (Markdown, CSV) and
+    sweep plots from the figures in the storage. `report_only`: train nothing.
 
     `new_file(path)` gives a path that is not taken yet (the CLI's rule for new files).
-    Returns {"study", "description", "folder", "skipped", "trained", "rows", "files"}:
-    one row per unit (see `_row`); files: {"markdown", "csv", "sweeps": [paths], "curves": [paths]}.
+    Returns {"study", "description", "folder", "trained", "rows", "groups", "files", "counts"}:
+    one row per unit (see `_row`), one group per row of the table (see `_groups`).
     """
-    study, folder, units = prepare(name_or_path, epochs=epochs, datasets=datasets, runs_directory=runs_directory)
-    header = {"study": study.name, "file": study.source, "epochs": epochs, "datasets": list(datasets)}
-    by_job = {id(unit.job): unit for unit in units}
+    storages.quiet_optuna(verbose)
+    work = prepare(name_or_path, epochs=epochs, datasets=datasets, repeats=repeats, storage=storage,
+                   runs_directory=runs_directory)
+    board = open_board(work, create=not report_only)
+    trained = [] if report_only else _work_on(work, board, device, data_dir, offline, reporter, name_or_path,
+                                              epochs, datasets, repeats, storage)
+    states = unit_states(work, board)
+    rows = [_row(unit, states[unit.key]) for unit in work.units]
+    groups = _groups(work, rows)
+    work.folder.mkdir(parents=True, exist_ok=True)
+    prefix = work.folder / time.strftime("%Y%m%d-%H%M%S")
+    files = {"markdown": str(_write(new_file(f"{prefix}-results.md"), markdown(work.study, groups))),
+             "csv": str(_write(new_file(f"{prefix}-results.csv"), csv_text(groups))),
+             **_sweep_plots(work.units, rows, groups, prefix, new_file)}
+    files["curves"] += _compared_curves(work, rows, prefix, new_file)
+    counts = {state: sum(row["status"] == state for row in rows) for state in dict.fromkeys(r["status"] for r in rows)}
+    return {"study": work.study.name, "description": work.study.description, "folder": str(work.folder),
+            "trained": trained, "rows": rows, "groups": groups, "files": files, "counts": counts}
 
-    def record(job, run):  # as soon as a run has a folder, so that an interrupted one is resumed next time
-        by_job[id(job)].run = run
-        _record_run(folder, header, by_job[id(job)].key, run.id)
 
-    running = [unit.run for unit in units if unit.status == "running"]
-    if running:
-        raise UsageError(f"run {running[0].id} of this study is still running (process {running[0].info.get('pid')} "
-                         f"on {running[0].info.get('host')}): wait for it, or stop it and run the study again")
-    to_train = [unit for unit in units if unit.status not in ("finished", "diverged")]
-    planned = []
-    for unit in to_train:
-        if unit.status == "resume":
-            unit.job = runner.resumed_job(str(unit.run.path), runs_directory)
-            by_job[id(unit.job)] = unit
-        planned.append(unit.job)
-    if planned:
+def _work_on(work, board, device, data_dir, offline, reporter, name_or_path, epochs, datasets, repeats, storage):
+    """Claim and train waiting units until none is left; the keys of those this process trained."""
+    from optuna.trial import TrialState
+
+    storages.end_lost_trials(board, work.runs_directory)
+    if not board.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        return []
+    placement = runner.place(device)
+    if placement.num_workers > 1:
+        raise UsageError("a study trains each run in one process: unset TF_CONFIG and start `mnistcls study` on "
+                         "each machine with one --storage instead")
+    loaded = runner.check_and_load([unit.job for unit in work.units], data_dir, offline, reporter)
+    reporter.note(f"Study {work.study.name}: training on {placement.description}")
+    claim = _Claim(work, {unit.key: unit for unit in work.units}, loaded, placement, reporter)
+
+    def stop_when_none_waits(study, trial):
+        storages.end_lost_trials(study, work.runs_directory)
+        if not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            study.stop()
+
+    try:
+        board.optimize(claim, catch=(_UnitFailed,), callbacks=[stop_when_none_waits])
+    except KeyboardInterrupt:
+        if claim.current is not None and board.trials[claim.current].state == TrialState.FAIL:
+            storages.retry(board, board.trials[claim.current])
+        raise Interrupted("interrupted: the run in progress keeps its last completed epoch and is queued again; "
+                          f"continue the study (this or another process resumes it): mnistcls study "
+                          f"{shlex.quote(str(name_or_path))}{_narrowing_options(epochs, datasets, repeats, storage)}"
+                          ) from None
+    return claim.trained
+
+
+class _Claim:
+    """The objective of a worker: train the unit of the trial Optuna gives it (the next WAITING one)."""
+
+    def __init__(self, work, by_key, loaded, placement, reporter):
+        self.work, self.by_key, self.loaded, self.placement, self.reporter = work, by_key, loaded, placement, reporter
+        self.current = None
+        self.trained = []
+
+    def __call__(self, trial):
+        import optuna
+
+        key = trial.user_attrs.get("unit")
+        if key not in self.by_key:  # another process took the last waiting unit a moment before
+            trial.study.stop()
+            raise optuna.TrialPruned("no unit left to claim")
+        self.current = trial.number
+        unit = self.by_key[key]
+        earlier = _local_run(trial, self.work.runs_directory, unit)
+        job = runner.resumed_job(str(earlier.path), self.work.runs_directory) if earlier else unit.job
+        if trial.user_attrs.get("run") and not earlier:
+            self.reporter.note(f"{key}: its earlier run {trial.user_attrs['run']} (on {trial.user_attrs.get('host')}) "
+                               "cannot be resumed here: training it again")
+        for name in ("run", "error", "epoch", "figures"):  # a retried unit starts with the attributes of its try
+            if trial.user_attrs.get(name) is not None:
+                trial.set_user_attr(name, None)
+        trial.set_user_attr("host", socket.gethostname())
+        trial.set_user_attr("pid", os.getpid())
         try:
-            runner.train_all(None, None, None, planned=planned, on_run=record, device=device,
-                           runs_directory=runs_directory, data_dir=data_dir, offline=offline, reporter=reporter)
-        except Interrupted as err:
-            raise Interrupted(f"{err}; or run the study again, which resumes it: mnistcls study "
-                              f"{shlex.quote(str(name_or_path))}{_narrowing_options(epochs, datasets)}") from None
-    rows = [_row(unit) for unit in units]
-    folder.mkdir(parents=True, exist_ok=True)
-    prefix = folder / time.strftime("%Y%m%d-%H%M%S")
-    files = {"markdown": str(_write(new_file(f"{prefix}-results.md"), markdown(study, rows))),
-             "csv": str(_write(new_file(f"{prefix}-results.csv"), csv_text(rows))),
-             **_sweep_plots(units, prefix, new_file)}
-    files["curves"] += _compared_curves(study, units, prefix, new_file)
-    return {"study": study.name, "description": study.description, "folder": str(folder),
-            "skipped": len(units) - len(to_train), "trained": len(to_train), "rows": rows, "files": files}
+            row = runner.train_one(job, self.loaded[unit.job.dataset], self.placement, self.work.runs_directory,
+                                   self.reporter, on_run=lambda run: trial.set_user_attr("run", run.id),
+                                   callbacks=[_EpochReporter(trial)])
+        except Interrupted:
+            trial.set_user_attr("error", "interrupted (Ctrl-C)")
+            raise KeyboardInterrupt from None
+        except MnistclsError as err:  # a unit's own failure (its data, a damaged folder): the others go on
+            trial.set_user_attr("error", str(err))
+            raise _UnitFailed(str(err)) from err
+        except Exception as err:  # out of memory for its width, say
+            trial.set_user_attr("error", f"{type(err).__name__}: {err}")
+            raise _UnitFailed(str(err)) from err
+        run = runs.find(row["run"], self.work.runs_directory)
+        trial.set_user_attr("figures", _figures(run, row))
+        self.trained.append(key)
+        return row.get("test_accuracy") or 0.0
 
 
-def _narrowing_options(epochs, datasets):
-    return (f" --epochs {epochs}" if epochs else "") + "".join(f" --dataset {shlex.quote(d)}" for d in datasets)
+def _EpochReporter(trial):
+    """A Keras callback recording in the storage the epoch a unit's run has reached (for --status)."""
+    import keras
+
+    class EpochReporter(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            trial.set_user_attr("epoch", epoch + 1)
+
+    return EpochReporter()
 
 
-def _row(unit):
-    """A unit's figures: ours, and what the seed reported beside them."""
-    run, spec = unit.run, unit.job.spec
+def _figures(run, row):
+    """What the table, the plots and other machines need of a finished run, from its folder."""
     described = runs.describe(run)
-    validation = spec.train.validation
-    return {**_identity(unit), "config": spec.name, "params": described.get("params"),
+    return {"status": row["status"], "params": described.get("params"),
             "test_accuracy": described.get("test_accuracy"),
-            "best_accuracy_in_training": described.get("best_val_accuracy"),
-            "best_loss_in_training": described.get("best_val_loss"),
+            "best_val_accuracy": described.get("best_val_accuracy"), "best_val_loss": described.get("best_val_loss"),
+            "epochs_run": described.get("epochs_run"), "validation": described.get("validation"),
+            "seconds": sum(epoch.get("seconds", 0) for epoch in run.history), "curves": run.curves}
+
+
+def _narrowing_options(epochs, datasets, repeats, storage):
+    return ((f" --epochs {epochs}" if epochs else "") + "".join(f" --dataset {shlex.quote(d)}" for d in datasets)
+            + (f" --repeats {repeats}" if repeats else "")
+            + (f" --storage {shlex.quote(storages.without_password(storage))}" if storage else ""))
+
+
+# --- the table ----------------------------------------------------------------------------
+
+def _row(unit, trial):
+    """A unit's figures as the storage has them (any machine's), and what the seed reported beside them."""
+    figures = (trial.user_attrs.get("figures") if trial else None) or {}
+    validation = unit.job.spec.train.validation
+    return {**_identity(unit), "config": unit.job.spec.name, "status": _status(trial),
+            "run": trial.user_attrs.get("run") if trial else None, "host": trial.user_attrs.get("host") if trial else None,
+            "params": figures.get("params"), "test_accuracy": figures.get("test_accuracy"),
+            "best_accuracy_in_training": figures.get("best_val_accuracy"),
+            "best_loss_in_training": figures.get("best_val_loss"),
             # Seed A validates on the test set: its "best validation accuracy" is the best test accuracy seen.
             "validated_on": "test set" if validation == "test" else f"{validation:.0%} of training set",
-            "epochs": described.get("epochs_run"), "seconds": sum(row.get("seconds", 0) for row in run.history),
-            "status": described.get("status"),
-            "reported": unit.experiment.reported.get(unit.job.dataset,
-                                                     unit.experiment.reported.get(None))}
+            "epochs": figures.get("epochs_run"), "seconds": figures.get("seconds"),
+            "reported": unit.experiment.reported.get(unit.job.dataset, unit.experiment.reported.get(None)),
+            "curves": figures.get("curves")}
+
+
+SPREAD_FIELDS = ("test_accuracy", "best_accuracy_in_training", "best_loss_in_training", "seconds", "epochs")
+
+
+def _groups(work, rows):
+    """One row of the table per unit group (its seeds together): the runs' figures' spread, and how the group
+    compares with the best of the variants it is compared with (metrics.welch_p)."""
+    by_group = {}
+    for unit, row in zip(work.units, rows):
+        by_group.setdefault(unit.group, []).append(row)
+    groups = []
+    for members in by_group.values():
+        first = members[0]
+        finished = [r for r in members if r["status"] == "finished"]
+        groups.append({**{k: first[k] for k in ("experiment", "dataset", "sweep", "config", "validated_on",
+                                                  "reported")},
+                       "params": first["params"], "runs": len(members), "finished": len(finished),
+                       "statuses": sorted({r["status"] for r in members}),
+                       **{field: metrics.spread([r[field] for r in finished]) for field in SPREAD_FIELDS},
+                       "test_accuracies": [r["test_accuracy"] for r in finished]})
+    for family in _families(work, groups):
+        _compare_within(family)
+    return groups
+
+
+def _families(work, groups):
+    """Sets of groups whose rows are compared: the values of one sweep on one dataset, and each `compare:`
+    group of experiments on one dataset."""
+    families = {}
+    for group in groups:
+        if group["sweep"]:
+            families.setdefault(("sweep", group["experiment"], group["dataset"]), []).append(group)
+    for i, names in enumerate(work.study.compare):
+        for group in groups:
+            if group["experiment"] in names and not group["sweep"]:
+                families.setdefault(("compare", i, group["dataset"]), []).append(group)
+    return [family for family in families.values() if len(family) > 1]
+
+
+def _compare_within(family):
+    """Mark each group of `family` against the one with the best mean test accuracy."""
+    scored = [g for g in family if g["test_accuracy"]["mean"] is not None]
+    if len(scored) < 2:
+        return
+    best = max(scored, key=lambda g: g["test_accuracy"]["mean"])
+    for group in scored:
+        if group is best:
+            group["comparison"] = {"best": True, "p": None, "differs": None}
+            continue
+        p = metrics.welch_p(group["test_accuracies"], best["test_accuracies"])
+        group["comparison"] = {"best": False, "p": p, "differs": None if p is None else p < metrics.SIGNIFICANCE,
+                               "difference": group["test_accuracy"]["mean"] - best["test_accuracy"]["mean"],
+                               "against": report.experiment_text(best)}
 
 
 def _write(path, text):
@@ -426,69 +706,84 @@ def _write(path, text):
     return write_text(path, text)
 
 
-def markdown(study, rows):
+def markdown(study, groups):
     """The study's table as GitHub Markdown (numbers right-aligned), with its notes."""
-    columns, cells = report.study_cells(rows)
+    columns, cells = report.study_cells(groups, detailed=True)
     head = [c.rstrip(">") for c in columns]
     rule = ["---:" if c.endswith(">") else "---" for c in columns]
     lines = [f"# Study {study.name}", "", *([study.description, ""] if study.description else []),
              *("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in [head, rule, *cells]),
-             "", report.STUDY_NOTE, ""]
+             "", report.study_note(groups), ""]
     return "\n".join(lines)
 
 
-CSV_FIELDS = ["experiment", "dataset", "sweep", "config", "params", "test_accuracy", "best_accuracy_in_training",
-              "best_loss_in_training", "validated_on", "epochs", "seconds", "status", "reported", "run"]
-
-
-def csv_text(rows):
-    """The study's table as CSV: plain numbers (accuracies as fractions), one line per run."""
+def csv_text(groups):
+    """The study's table as CSV: plain numbers (accuracies as fractions), one line per row of the table, each
+    figure's mean, standard deviation, minimum and maximum over its runs (seeds)."""
     out = io.StringIO()
-    writer = csv.DictWriter(out, CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
+    figures = [f"{field}_{part}" for field in SPREAD_FIELDS for part in ("mean", "std", "min", "max")]
+    fields = ["experiment", "dataset", "sweep", "config", "params", "runs", "finished", *figures,
+              "differs_from_best", "welch_p", "validated_on", "statuses", "reported"]
+    writer = csv.DictWriter(out, fields, lineterminator="\n")
     writer.writeheader()
-    for row in rows:
-        writer.writerow({**row, "sweep": "; ".join(f"{k}={v}" for k, v in row["sweep"].items()),
-                         "reported": "" if row["reported"] is None else row["reported"]})
+    for group in groups:
+        comparison = group.get("comparison") or {}
+        writer.writerow({
+            **{k: group[k] for k in ("experiment", "dataset", "config", "params", "runs", "finished", "validated_on")},
+            "sweep": "; ".join(f"{k}={v}" for k, v in group["sweep"].items()),
+            **{f"{field}_{part}": "" if group[field][part] is None else group[field][part]
+               for field in SPREAD_FIELDS for part in ("mean", "std", "min", "max")},
+            "differs_from_best": "" if comparison.get("differs") is None else comparison["differs"],
+            "welch_p": "" if comparison.get("p") is None else comparison["p"],
+            "statuses": " ".join(group["statuses"]), "reported": "" if group["reported"] is None else group["reported"]})
     return out.getvalue()
 
 
-def _sweep_plots(units, prefix, new_file):
-    """For each sweep on each dataset: best validation loss and accuracy against the swept value
-    (as the seed drew them against learning rate and width), and the runs' learning curves overlaid."""
-    groups = {}
-    for unit in units:
-        if unit.job.sweep:
-            groups.setdefault((unit.experiment.name, unit.job.dataset), []).append(unit)
+def _sweep_plots(units, rows, groups, prefix, new_file):
+    """For each sweep on each dataset: best validation loss and accuracy against the swept value (as the seed
+    drew them against learning rate and width; with repeats, their mean and spread), and the runs' learning
+    curves overlaid."""
+    families = {}
+    for group in groups:
+        if group["sweep"]:
+            families.setdefault((group["experiment"], group["dataset"]), []).append(group)
     drawn = {"sweeps": [], "curves": []}
-    for (experiment, dataset), members in groups.items():
+    for (experiment, dataset), members in families.items():
         if len(members) < 2:
             continue
-        name = f"{prefix}-{{}}-{name_part(experiment)}-{name_part(data.dataset_label(dataset))}.png"
-        sweep = plots.sweep_picture([runs.describe(unit.run) for unit in members], new_file(name.format("sweep")))
+        name = f"{prefix}-{{}}-{name_part(experiment)}-{name_part(dataset)}.png"
+        sweep = plots.sweep_of_groups(members, new_file(name.format("sweep")))
         if sweep:
             drawn["sweeps"].append(sweep)
-        drawn["curves"].append(_curves(members, new_file(name.format("curves")),
-                                       f"{experiment} on {data.dataset_label(dataset)}"))
+        chosen = [row for row in rows if row["experiment"] == experiment and row["dataset"] == dataset]
+        curves = _curves(chosen, new_file(name.format("curves")), f"{experiment} on {dataset}")
+        if curves:
+            drawn["curves"].append(curves)
     return drawn
 
 
-def _compared_curves(study, units, prefix, new_file):
+def _compared_curves(work, rows, prefix, new_file):
     """The learning curves of each `compare:` group's runs in one picture per dataset (seed A's naive vs tuned)."""
     paths = []
-    for group in study.compare:
-        members = [unit for unit in units if unit.experiment.name in group]
-        for dataset in dict.fromkeys(unit.job.dataset for unit in members):
-            on_dataset = [unit for unit in members if unit.job.dataset == dataset]
-            if len(on_dataset) < 2:
+    for group in work.study.compare:
+        members = [row for row in rows if row["experiment"] in group]
+        for dataset in dict.fromkeys(row["dataset"] for row in members):
+            on_dataset = [row for row in members if row["dataset"] == dataset]
+            if len({row["experiment"] for row in on_dataset}) < 2:
                 continue
-            label = data.dataset_label(dataset)
-            name = f"{prefix}-curves-{'-vs-'.join(map(name_part, group))}-{name_part(label)}.png"
-            paths.append(_curves(on_dataset, new_file(name), f"{' vs '.join(group)} on {label}"))
+            name = f"{prefix}-curves-{'-vs-'.join(map(name_part, group))}-{name_part(dataset)}.png"
+            curves = _curves(on_dataset, new_file(name), f"{' vs '.join(group)} on {dataset}")
+            if curves:
+                paths.append(curves)
     return paths
 
 
-def _curves(units, path, title):
-    """The units' runs' learning curves in one picture, labelled by experiment and swept value."""
-    curves = {report.experiment_text(_identity(unit)): unit.run.curves for unit in units}
-    validation = plots.validated_on([unit.job.spec.train.validation for unit in units])
+def _curves(rows, path, title):
+    """The learning curves (from the storage) of the rows' finished runs in one picture, labelled by experiment,
+    swept value and seed; None when no run has any."""
+    curves = {report.experiment_text(row) + ("" if row["seed"] is None else f", seed {row['seed']}"): row["curves"]
+              for row in rows if row.get("curves")}
+    if not curves:
+        return None
+    validation = plots.validated_on(["test" if row["validated_on"] == "test set" else "hold-out" for row in rows])
     return str(plots.learning_curves(curves, path, title=title, validation=validation))

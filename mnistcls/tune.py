@@ -33,7 +33,6 @@ Decisions worth knowing:
 
 import json
 import socket
-import warnings
 from pathlib import Path
 
 import keras
@@ -74,8 +73,7 @@ def tune(config=None, *, space_file=None, search=(), overrides=(), dataset=None,
     """
     if sampler not in SAMPLERS or pruner not in PRUNERS:
         raise UsageError(f"--sampler: one of {', '.join(SAMPLERS)}; --pruner: one of {', '.join(PRUNERS)}")
-    optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.ERROR)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    storages.quiet_optuna(verbose)
     if not config and (space_file or search or overrides or dataset):
         raise UsageError("--space, --search, --set, --epochs and --dataset shape a new study's trials: give them "
                          "with --config; --study NAME alone continues a study as it was stored")

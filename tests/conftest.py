@@ -2,6 +2,10 @@
 isolated cache for every test."""
 
 import os
+import shutil
+import socket
+import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -134,3 +138,40 @@ def wait_for_epochs(runs_dir, count, process, timeout=120):
         assert process.poll() is None, process.stdout.read()
         time.sleep(0.05)
     raise AssertionError(f"no run in {runs_dir} reached epoch {count} in time")
+
+
+# --- a throwaway PostgreSQL cluster, for studies shared by several machines ------------------------
+
+def _postgres_bin():
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), reverse=True)
+    found = candidates[0] if candidates else (Path(shutil.which("initdb")) if shutil.which("initdb") else None)
+    return found.parent if found else None
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A throwaway PostgreSQL cluster in a temporary folder, on a free port; its URL."""
+    bin_dir = _postgres_bin()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL is not installed (no initdb): apt-get install postgresql")
+    root = Path(tempfile.mkdtemp(prefix="mnistcls-pg-"))
+    as_owner = []
+    if os.geteuid() == 0:  # initdb refuses to run as root: the cluster belongs to the postgres user
+        shutil.chown(root, "postgres", "postgres")
+        as_owner = ["runuser", "-u", "postgres", "--"]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.STDOUT, "check": True}
+    subprocess.run([*as_owner, bin_dir / "initdb", "-D", root / "data", "-U", "postgres", "-A", "trust", "--no-sync"],
+                   **quiet)
+    subprocess.run([*as_owner, bin_dir / "pg_ctl", "-D", root / "data", "-l", root / "log", "-w", "-o",
+                    f"-p {port} -k {root} -c listen_addresses='' -c fsync=off", "start"], **quiet)
+    try:
+        subprocess.run([*as_owner, bin_dir / "createdb", "-h", root, "-p", str(port), "-U", "postgres", "tune"],
+                       **quiet)
+        yield f"postgresql://postgres@/tune?host={root}&port={port}"
+    finally:
+        subprocess.run([*as_owner, bin_dir / "pg_ctl", "-D", root / "data", "-m", "immediate", "stop"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        shutil.rmtree(root, ignore_errors=True)

@@ -130,6 +130,24 @@ def test_compare_of_a_sweep_also_draws_the_swept_value(study):
     assert sweep.endswith("-sweep.png") and Image.open(sweep).size[0] > 600
 
 
+def test_compare_of_runs_that_differ_only_by_seed_sums_up_their_spread(study, small_dataset, tmp_path):
+    import numpy as np
+
+    seeded = _train(tmp_path, small_dataset, "--set", "train.seed=0,1,2")
+    result = invoke("compare", *[run.id for run in seeded], "--runs-dir", str(tmp_path), "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)["seeds"]
+    accuracies = [run.metrics["test_accuracy"] for run in seeded]
+    assert summary["seeds"] == [0, 1, 2] and summary["test_accuracy"]["n"] == 3
+    assert summary["test_accuracy"]["mean"] == pytest.approx(np.mean(accuracies))
+    assert summary["test_accuracy"]["std"] == pytest.approx(np.std(accuracies, ddof=1))
+    shown = invoke("compare", *[run.id for run in seeded], "--runs-dir", str(tmp_path))
+    assert "Over seeds 0, 1, 2" in shown.output
+    # Runs of other learning rates are a sweep, not repeats.
+    assert json.loads(invoke("compare", *[run.id for run in study["sweep"]], "--runs-dir", str(study["dir"]),
+                             "--json").stdout)["seeds"] is None
+
+
 def test_compare_needs_two_runs_with_epochs(study):
     run_dir = str(study["dir"])
     assert invoke("compare", study["finished"].id, "--runs-dir", run_dir).exit_code == 2

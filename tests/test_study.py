@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -59,11 +60,13 @@ def test_a_study_runs_resumes_a_killed_run_and_then_skips_what_finished(small_da
     plan = json.loads(_study(*args, "--dry-run", "--json").stdout)
     assert [(u["status"], u["run"], u["epochs"]) for u in plan["units"]] == [
         ("resume", killed.id, 8 - len(killed.history)), ("new", None, 8), ("new", None, 8)]
+    status = json.loads(_study(*args, "--status", "--json").stdout)
+    assert [u["status"] for u in status["units"]] == ["killed", "waiting", "waiting"]
 
     result = _study(*args, "--json")  # the same pass again: resumes the killed run, trains the others
     assert result.exit_code == 0, result.output
     first = json.loads(result.stdout)
-    assert (first["skipped"], first["trained"]) == (0, 3)
+    assert len(first["trained"]) == 3
     rows = first["rows"]
     assert rows[0]["run"] == killed.id and [r["epoch"] for r in killed.history] == list(range(1, 9))
     assert len(runs.all_runs(tmp_path)) == 3 and all(r["status"] == "finished" for r in rows)
@@ -85,16 +88,18 @@ def test_a_study_runs_resumes_a_killed_run_and_then_skips_what_finished(small_da
 
     again = _study(*args)  # everything finished: nothing trains, the table is printed again into new files
     assert again.exit_code == 0, again.output
-    assert "3 of 3 runs had finished before" in again.output and "Training on" not in again.output
-    assert "rate sweep" in again.output and "about 0.8" in again.output
+    assert "0 runs trained here; 3 of 3 runs of the study are done" in again.output
+    assert "Training on" not in again.output and "rate sweep" in again.output and "about 0.8" in again.output
     assert len(runs.all_runs(tmp_path)) == 3
     assert len(list(Path(first["folder"]).glob("*-results*.md"))) == 2  # the first pass's table is kept
 
-    # A recorded run of another spec than the study's now (its file or config was edited) is not reused.
-    spec_file = tmp_path / rows[2]["run"] / "spec.yaml"
-    spec_file.write_text(spec_file.read_text().replace("learning_rate: 0.01", "learning_rate: 0.02"))
-    plan = json.loads(_study(*args, "--dry-run", "--json").stdout)
-    assert [u["status"] for u in plan["units"]] == ["finished", "finished", "new"]
+    # A study file changed since (a rate edited) is another study: refused in one line, not mixed in.
+    changed = tmp_path / "tiny.yaml"
+    changed.write_text(Path(TINY_STUDY).read_text().replace("0.01]", "0.02]")
+                       .replace("../tiny_cnn.yaml", str(STUDIES.parent / "tiny_cnn.yaml")))
+    refused = _study(str(changed), *args[1:])
+    assert refused.exit_code == 2 and "was started with other experiments" in refused.output
+    assert len(refused.output.strip().splitlines()) == 1 and len(runs.all_runs(tmp_path)) == 3
 
 
 @pytest.mark.parametrize("text, where, words", [
@@ -136,10 +141,87 @@ def test_a_study_name_that_is_a_path_stays_inside_the_runs_directory(small_datas
         "hostile.yaml", "runs"]
 
 
-def test_runs_recorded_at_once_by_several_writers_are_all_kept(tmp_path):
-    from concurrent.futures import ThreadPoolExecutor
+# --- repeated seeds, and studies shared by several processes and machines -------------------------
 
-    header = {"study": "s", "file": "s.yaml", "epochs": None, "datasets": []}
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda i: study._record_run(tmp_path, header, f"unit {i}", f"run-{i}"), range(16)))
-    assert study._recorded_runs(tmp_path) == {f"unit {i}": f"run-{i}" for i in range(16)}
+def test_repeats_give_each_row_the_mean_and_spread_of_its_runs(small_dataset, tmp_path):
+    import numpy as np
+
+    result = _study(TINY_STUDY, "-d", str(small_dataset), "--epochs", "1", "--repeats", "3", "--json",
+                    "--runs-dir", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    done = json.loads(result.stdout)
+    assert len(done["rows"]) == 9 and [r["seed"] for r in done["rows"][:3]] == [0, 1, 2]
+    for group in done["groups"]:
+        members = [r for r in done["rows"] if (r["experiment"], r["sweep"]) == (group["experiment"], group["sweep"])]
+        recorded = [runs.find(r["run"], tmp_path).metrics["test_accuracy"] for r in members]
+        assert [runs.find(r["run"], tmp_path).info["sweep"] for r in members] == [r["sweep"] for r in members]
+        assert [runs.find(r["run"], tmp_path).spec_data["train"]["seed"] for r in members] == [0, 1, 2]
+        assert group["test_accuracy"]["mean"] == pytest.approx(np.mean(recorded))
+        assert group["test_accuracy"]["std"] == pytest.approx(np.std(recorded, ddof=1))
+        assert (group["test_accuracy"]["min"], group["test_accuracy"]["max"]) == (min(recorded), max(recorded))
+    sweep = [g for g in done["groups"] if g["sweep"]]
+    assert sum(g["comparison"]["best"] for g in sweep) == 1
+    other = next(g for g in sweep if not g["comparison"]["best"])
+    assert 0 <= other["comparison"]["p"] <= 1 and other["comparison"]["differs"] == (other["comparison"]["p"] < 0.05)
+    header = Path(done["files"]["csv"]).read_text().splitlines()[0].split(",")
+    assert {"test_accuracy_mean", "test_accuracy_std", "test_accuracy_min", "test_accuracy_max",
+            "welch_p"} <= set(header)
+
+
+def _start(*args, runs_dir, storage=None):
+    command = [sys.executable, "-m", "mnistcls", "study", *args, "--runs-dir", str(runs_dir), "--json",
+               *(["--storage", storage] if storage else [])]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ)
+
+
+def test_two_processes_started_together_share_a_study_and_a_third_reports_it(small_dataset, tmp_path):
+    args = [TINY_STUDY, "-d", str(small_dataset), "--epochs", "6", "--repeats", "2"]
+    workers = [_start(*args, runs_dir=tmp_path) for _ in range(2)]
+    seen_running = None
+    while any(w.poll() is None for w in workers):  # a third process looks while they work
+        state = json.loads(_study(*args, "--status", "--json", "--runs-dir", str(tmp_path)).stdout)
+        running = [u for u in state["units"] if u["status"] == "running" and u["epoch"]]
+        seen_running = seen_running or running
+        time.sleep(0.5)
+    outputs = [w.communicate(timeout=60) for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], [err[-2000:] for _, err in outputs]
+    trained = [json.loads(out)["trained"] for out, _ in outputs]
+    assert all(trained) and not set(trained[0]) & set(trained[1])  # both worked, never on the same run
+    assert len(trained[0]) + len(trained[1]) == 6 == len(runs.all_runs(tmp_path))  # each run trained once
+    assert seen_running and seen_running[0]["host"] and seen_running[0]["run"]
+
+    report = _study(*args, "--report", "--json", "--runs-dir", str(tmp_path))
+    assert report.exit_code == 0, report.output
+    table = json.loads(report.stdout)
+    assert table["trained"] == [] and [r["status"] for r in table["rows"]] == ["finished"] * 6
+    assert {r["run"] for r in table["rows"]} == {run.id for run in runs.all_runs(tmp_path)}
+
+
+def test_a_worker_killed_on_a_shared_postgres_study_is_resumed_and_the_table_completed(small_dataset, tmp_path,
+                                                                                       postgres_url):
+    args = [TINY_STUDY, "-d", str(small_dataset), "--epochs", "12"]
+    machines = [tmp_path / "machine0", tmp_path / "machine1"]
+    doomed = _start(*args, runs_dir=machines[0], storage=postgres_url)
+    deadline = time.monotonic() + 120
+    while not any(len(run.history) >= 2 for run in runs.all_runs(machines[0])):
+        assert doomed.poll() is None and time.monotonic() < deadline, doomed.stderr.read()
+        time.sleep(0.1)
+    survivor = _start(*args, runs_dir=machines[1], storage=postgres_url)
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait()
+    (killed,) = runs.all_runs(machines[0])
+    assert killed.status == "killed"
+    out, err = survivor.communicate(timeout=240)
+    assert survivor.returncode == 0, err[-2000:]
+    assert len(json.loads(out)["trained"]) == 2  # the others' runs; the killed one is still recorded as running
+
+    restarted = subprocess.run([sys.executable, "-m", "mnistcls", "study", *args, "--runs-dir", str(machines[0]),
+                                "--storage", postgres_url, "--json"], capture_output=True, text=True, timeout=240)
+    assert restarted.returncode == 0, restarted.stderr[-2000:]
+    table = json.loads(restarted.stdout)
+    assert len(table["trained"]) == 1 and table["rows"][0]["run"] == killed.id  # resumed from its own folder
+    assert [r["status"] for r in table["rows"]] == ["finished"] * 3
+    assert [row["epoch"] for row in killed.history] == list(range(1, 13))
+    # "plain" and the sweep's 0.003 are one spec: resumed after the kill, it ends as the one trained whole.
+    assert table["rows"][0]["test_accuracy"] == table["rows"][1]["test_accuracy"]
+    assert "***" not in restarted.stderr and "postgres@" not in json.dumps(table)

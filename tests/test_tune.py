@@ -2,12 +2,9 @@
 
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -194,41 +191,6 @@ def _command(small_dataset, runs_dir, *extra):
 
 def _env():
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-
-
-def _postgres_bin():
-    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), reverse=True)
-    found = candidates[0] if candidates else (Path(shutil.which("initdb")) if shutil.which("initdb") else None)
-    return found.parent if found else None
-
-
-@pytest.fixture(scope="module")
-def postgres_url():
-    """A throwaway PostgreSQL cluster in a temporary folder, on a free port; its URL."""
-    bin_dir = _postgres_bin()
-    if bin_dir is None:
-        pytest.skip("PostgreSQL is not installed (no initdb): apt-get install postgresql")
-    root = Path(tempfile.mkdtemp(prefix="mnistcls-pg-"))
-    as_owner = []
-    if os.geteuid() == 0:  # initdb refuses to run as root: the cluster belongs to the postgres user
-        shutil.chown(root, "postgres", "postgres")
-        as_owner = ["runuser", "-u", "postgres", "--"]
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.STDOUT, "check": True}
-    subprocess.run([*as_owner, bin_dir / "initdb", "-D", root / "data", "-U", "postgres", "-A", "trust", "--no-sync"],
-                   **quiet)
-    subprocess.run([*as_owner, bin_dir / "pg_ctl", "-D", root / "data", "-l", root / "log", "-w", "-o",
-                    f"-p {port} -k {root} -c listen_addresses='' -c fsync=off", "start"], **quiet)
-    try:
-        subprocess.run([*as_owner, bin_dir / "createdb", "-h", root, "-p", str(port), "-U", "postgres", "tune"],
-                       **quiet)
-        yield f"postgresql://postgres@/tune?host={root}&port={port}"
-    finally:
-        subprocess.run([*as_owner, bin_dir / "pg_ctl", "-D", root / "data", "-m", "immediate", "stop"],
-                       stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_two_workers_share_one_postgres_study(small_dataset, tmp_path, postgres_url):
