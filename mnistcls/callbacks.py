@@ -14,7 +14,7 @@ from pathlib import Path
 
 import keras
 
-from mnistcls import checkpoints, keras_compat
+from mnistcls import checkpoints, keras_compat, phases
 from mnistcls.files import write_json, write_text
 
 
@@ -42,12 +42,29 @@ class EpochRecorder(keras.callbacks.Callback):
         row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()},
                "learning_rate": self._learning_rate, "seconds": time.perf_counter() - self._started}
         self.history.append(row)
-        write_json(self.run_dir / "history.json", self.history)
-        write_history_csv(self.run_dir / "history.csv", self.history)
-        model_path = self.run_dir / "model.keras"
-        if checkpoints.saved_epoch(model_path) is not None:  # never a damaged model.keras over the good previous copy
-            checkpoints.keep_previous(model_path, self.run_dir / checkpoints.PREVIOUS_MODEL)
-        checkpoints.save_model(self.model, model_path, epoch=len(self.history))
+        with phases.phase("each epoch's history and model.keras", part_of="epochs"):
+            write_json(self.run_dir / "history.json", self.history)
+            write_history_csv(self.run_dir / "history.csv", self.history)
+            model_path = self.run_dir / "model.keras"
+            if checkpoints.saved_epoch(model_path) is not None:  # never a damaged model.keras over the good copy
+                checkpoints.keep_previous(model_path, self.run_dir / checkpoints.PREVIOUS_MODEL)
+            checkpoints.save_model(self.model, model_path, epoch=len(self.history))
+
+
+class TimedTensorBoard(keras.callbacks.TensorBoard):
+    """Keras' TensorBoard logs, their cost counted as a phase of the command (phases.py)."""
+
+    def on_train_begin(self, logs=None):
+        with phases.phase("TensorBoard logs", part_of="epochs"):
+            super().on_train_begin(logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        with phases.phase("TensorBoard logs", part_of="epochs"):
+            super().on_epoch_end(epoch, logs)
+
+    def on_train_end(self, logs=None):
+        with phases.phase("TensorBoard logs", part_of="epochs"):
+            super().on_train_end(logs)
 
 
 class RestoreState(keras.callbacks.Callback):

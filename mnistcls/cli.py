@@ -6,11 +6,13 @@ runs, and hands the results to `report`. Errors a user can fix are
 job, 2 for bad input, 130 when interrupted); they never show a traceback.
 """
 
+import os
+import sys
 from pathlib import Path
 
 import click
 
-from mnistcls import __version__, progress, report
+from mnistcls import __version__, phases, progress, report
 from mnistcls.errors import MnistclsError, UsageError
 from mnistcls.files import new_file
 from mnistcls.runs import ORDERS as RUN_ORDERS
@@ -23,6 +25,7 @@ class Group(click.Group):
     """A click group that turns MnistclsError into one message and an exit code."""
 
     def invoke(self, ctx):
+        phases.reset()
         try:
             return super().invoke(ctx)
         except MnistclsError as err:
@@ -81,7 +84,8 @@ def _tensorflow(ctx):
     """Import TensorFlow now, quietly unless --verbose: only commands that need it call this."""
     from mnistcls.runtime import import_tensorflow
 
-    import_tensorflow(verbose=ctx.find_root().params["verbose"])
+    with phases.phase("import TensorFlow and Keras"):
+        import_tensorflow(verbose=ctx.find_root().params["verbose"])
 
 
 # --- commands ---------------------------------------------------------------------
@@ -181,13 +185,16 @@ def train(ctx, configs, datasets, epochs, batch_size, lr, seed, precision, overr
                              reporter=_reporter(as_json))
     # A run that diverged or learned nothing is recorded, and the others still train; the command then fails.
     useless = [row for row in results if row["status"] in ("diverged", "at chance")]
-    if as_json:
-        report.print_json(results)
-    else:
-        if len(results) > 1:
-            report.console.print(report.results_table(results, title="Comparison"))
-        for row in useless:
-            report.error(row["error"])
+    with phases.phase("tables"):
+        if as_json:
+            report.print_json(results)
+        else:
+            if len(results) > 1:
+                report.console.print(report.results_table(results, title="Comparison"))
+            for row in useless:
+                report.error(row["error"])
+    if ctx.find_root().params["verbose"] and not as_json:
+        report.err_console.print(report.phases_table(phases.spent(), phases.since_process_start()))
     if useless:
         ctx.exit(1)
 
@@ -713,4 +720,16 @@ def tune(ctx, configs, space_file, search, trials, timeout, sampler, sampler_see
 
 
 def main():
-    cli(prog_name="mnistcls")
+    try:
+        cli(prog_name="mnistcls")
+    except SystemExit as done:
+        code = done.code
+    else:
+        code = 0
+    if "tensorflow" in sys.modules:
+        # Everything is written and closed by now (every file atomically); what is left is the interpreter
+        # tearing TensorFlow's thread pools and arrays down, most of a second a command: not worth a wait.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code if isinstance(code, int) else 0 if code is None else 1)
+    sys.exit(code)

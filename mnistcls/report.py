@@ -381,6 +381,16 @@ def speed_table(speeds, device):
                                          "Eval GFLOP/s>"], rows, caption=caption)
 
 
+def phases_table(spent, total):
+    """`--verbose`: where a command's time went, phase by phase (phases.py), and what nothing accounts for."""
+    rows = [(name if part_of is None else f"  of which {name}", f"{seconds:.2f}", f"{seconds / total:.0%}")
+            for name, seconds, part_of in spent]
+    accounted = sum(seconds for _, seconds, part_of in spent if part_of is None)
+    rows.append(("the rest (Python's start-up, other imports)", f"{total - accounted:.2f}",
+                 f"{(total - accounted) / total:.0%}"))
+    return table(f"Where the {total:.1f} s went", ["Phase", "Seconds>", "Share>"], rows)
+
+
 # --- study ---------------------------------------------------------------------------
 
 STUDY_NOTE = ("Best acc: the best accuracy of any epoch on the data the run validated on. 'test' marks seed A's "

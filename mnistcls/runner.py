@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mnistcls import data, keras_compat, plots, progress, runs, runtime, spec as specs
+from mnistcls import data, keras_compat, phases, plots, progress, runs, runtime, spec as specs
 from mnistcls.build import build_model
 from mnistcls.errors import Diverged, Interrupted, SpecError
 
@@ -51,21 +51,24 @@ def place(device=runtime.DEFAULT_DEVICE, gpus=None):
     """Where runs will train (runtime.Placement), once the installed Keras is known to be one mnistcls was
     tested with: before any run folder is made."""
     keras_compat.check_keras_version()
-    return runtime.select_strategy(device, gpus)
+    with phases.phase("choose the device"):
+        return runtime.select_strategy(device, gpus)
 
 
 def check_and_load(planned, data_dir, offline, reporter):
     """Load the datasets of the `planned` Jobs and check every model's shapes and batch size on them, all
     before the first epoch; {dataset name: data.Dataset}. One SpecError lists the problems of all."""
-    loaded = load_datasets({job.dataset for job in planned}, data_dir, offline, reporter)
+    with phases.phase("find, verify and load the data"):
+        loaded = load_datasets({job.dataset for job in planned}, data_dir, offline, reporter)
     from mnistcls import train  # imports TensorFlow
 
     problems = []
     for job in planned:
         dataset = loaded[job.dataset]
         try:
-            build_model(job.spec, (*dataset.image_shape, 1), dataset.num_classes)
-            train.check_sizes(job.spec, len(dataset.x_train))
+            with phases.phase("check every model's shapes and batch size"):
+                build_model(job.spec, (*dataset.image_shape, 1), dataset.num_classes)
+                train.check_sizes(job.spec, len(dataset.x_train))
         except SpecError as err:
             problems += [p for p in err.problems if p not in problems]
     if problems:
@@ -130,9 +133,10 @@ def train_one(job, dataset, placement, runs_directory, reporter, *, on_run=None,
         runs.resume(job.run)
     else:
         precision = runtime.choose_precision(spec.train.precision, placement.on_gpu)
-    run = job.run or runs.create(runs_directory, spec, job.dataset,
-                                 run_environment(spec, dataset, placement, precision, job.sweep),
-                                 started=runtime.chiefs_value(placement, time.time()))
+    with phases.phase("make the run's folder and record"):
+        run = job.run or runs.create(runs_directory, spec, job.dataset,
+                                     run_environment(spec, dataset, placement, precision, job.sweep),
+                                     started=runtime.chiefs_value(placement, time.time()))
     if on_run:
         on_run(run)
     row = {"run": run.id, "config": spec.name, "dataset": dataset.name, "sweep": job.sweep}
@@ -190,7 +194,8 @@ def train_and_record(run, spec, dataset, placement, precision, *, title, reporte
             model, result = train.fit(spec, dataset, run.path, strategy=placement.strategy, precision=precision,
                                       progress=shown, callbacks=callbacks, test=test, restart=restart)
         if test and spec.data.tta != "none":
-            result = _tested_with_tta(model, dataset, spec.data.tta, result)
+            with phases.phase("test-time augmentation of the test"):
+                result = _tested_with_tta(model, dataset, spec.data.tta, result)
         result = _judged_against_chance(result, dataset)
     except KeyboardInterrupt:
         run.update(status="interrupted")
@@ -204,8 +209,9 @@ def train_and_record(run, spec, dataset, placement, precision, *, title, reporte
         raise
     runs.finish(run, result.to_dict())
     shutil.rmtree(run.path / "backup", ignore_errors=True)  # only a cluster's unfinished run needs it
-    plots.learning_curves({run.id: run.curves}, run.path / "curves.png", title=title,
-                          validation=plots.validated_on([spec.train.validation]))
+    with phases.phase("curves.png"):
+        plots.learning_curves({run.id: run.curves}, run.path / "curves.png", title=title,
+                              validation=plots.validated_on([spec.train.validation]))
     return result
 
 

@@ -16,10 +16,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mnistcls import keras_compat, optimizers
+from mnistcls import keras_compat, optimizers, phases
 from mnistcls.build import build_model, summarize
 from mnistcls.callbacks import (EpochOfTheData, EpochRecorder, ProgressEvents, RandomnessPerEpoch, RestoreState,
-                                 SavingSection, StopWhenLossIsNotANumber)
+                                 SavingSection, StopWhenLossIsNotANumber, TimedTensorBoard)
 from mnistcls.checkpoints import discard_epochs, save_model, saved_state
 from mnistcls.errors import Diverged, SpecError
 from mnistcls.metrics import history_figures
@@ -82,8 +82,9 @@ def fit(spec, dataset, run_dir, *, strategy, precision, progress=None, callbacks
     first_epoch = state.epoch if state else 0
 
     stats = pixel_stats(train_x) if spec.data.preprocess == "standardize" else (0.0, 1.0)
-    model, schedule_callbacks = compiled_model(spec, dataset, stats, steps, strategy=strategy,
-                                               precision=precision)
+    with phases.phase("build and compile the model"):
+        model, schedule_callbacks = compiled_model(spec, dataset, stats, steps, strategy=strategy,
+                                                   precision=precision)
     one_hot = spec.train.loss == "categorical_crossentropy"
     train_data, data_epoch = training_batches(train_x, train_y, spec.train.batch_size, spec.train.seed,
                                               dataset.num_classes, one_hot)
@@ -99,22 +100,27 @@ def fit(spec, dataset, run_dir, *, strategy, precision, progress=None, callbacks
                   *schedule_callbacks]
     if spec.train.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(**spec.train.early_stopping))
-    callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False))
+    callbacks.append(TimedTensorBoard(str(run_dir / "tensorboard"), write_graph=False))
     if progress is not None:
         callbacks.append(ProgressEvents(progress, spec.train.epochs, steps))
     recorder = EpochRecorder(run_dir, history)
     saving = SavingSection()
     callbacks += [saving.opener, recorder, saving.closer, *extra_callbacks]
 
-    with saving:
+    with saving, phases.phase("epochs"):
         model.fit(train_data, epochs=spec.train.epochs, initial_epoch=first_epoch, validation_data=val_data,
                   callbacks=callbacks, shuffle=False, verbose=0)  # we shuffle
     _check_finite(recorder.history)
-    # Again: EarlyStopping may have restored the best weights.
-    save_model(model, run_dir / "model.keras", epoch=len(recorder.history))
-    test_loss, test_accuracy = model.evaluate(
-        batches(dataset.x_test, dataset.y_test, EVAL_BATCH_SIZE, dataset.num_classes, one_hot),
-        verbose=0) if test else (None, None)
+    trained_here = [row["seconds"] for row in recorder.history[first_epoch:]]
+    if len(trained_here) > 1:  # the first epoch of a process also traces the training step
+        phases.add("tracing, in the first epoch", max(0.0, trained_here[0] - float(np.median(trained_here[1:]))),
+                   part_of="epochs")
+    with phases.phase("the final model.keras"):  # again: EarlyStopping may have restored the best weights
+        save_model(model, run_dir / "model.keras", epoch=len(recorder.history))
+    with phases.phase("test evaluation"):
+        test_loss, test_accuracy = model.evaluate(
+            batches(dataset.x_test, dataset.y_test, EVAL_BATCH_SIZE, dataset.num_classes, one_hot),
+            verbose=0) if test else (None, None)
     return model, _result(recorder.history, test_loss, test_accuracy, summarize(model, spec.name).total,
                           spec.train.validation)
 

@@ -260,3 +260,14 @@ def test_a_relative_dataset_folder_is_relative_to_its_spec_and_recorded_absolute
     monkeypatch.chdir(tmp_path)
     evaluated = CliRunner().invoke(cli, ["evaluate", "--run", run.id, "--runs-dir", str(tmp_path / "runs"), "--json"])
     assert evaluated.exit_code == 0, evaluated.output
+
+
+def test_verbose_says_where_the_time_of_a_training_command_went(small_dataset, tmp_path):
+    result = CliRunner().invoke(cli, ["--verbose", "train", "-c", TINY_SPEC, "-d", str(small_dataset), "--runs-dir",
+                                      str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    for phase in ("Where the", "import TensorFlow and Keras", "find, verify and load the data", "epochs",
+                  "of which tracing, in the first epoch", "test evaluation", "curves.png", "the rest"):
+        assert phase in result.output, phase
+    quiet = CliRunner().invoke(cli, ["train", "-c", TINY_SPEC, "-d", str(small_dataset), "--runs-dir", str(tmp_path)])
+    assert "Where the" not in quiet.output
