@@ -255,3 +255,37 @@ def test_a_study_and_bench_take_a_graph_model(small_dataset, tmp_path):
     bench = invoke("bench", "-c", TINY_GRAPH, "--steps", "4", "--json")
     assert bench.exit_code == 0, bench.output
     assert json.loads(bench.stdout)[0]["train_images_per_second"] > 0
+
+
+@pytest.mark.parametrize("config", ["resnet_fashion.yaml", "inception_fashion.yaml"])
+def test_the_bundled_graph_specs_train_resume_summarize_export_and_tune(config, small_dataset, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import wait_for_epochs
+    from mnistcls import runs
+
+    summary = invoke("summary", "-c", config)
+    assert summary.exit_code == 0 and "Connected to" in summary.output
+
+    small = ["-d", small_dataset, "--set", "train.batch_size=64", "--set", "train.validation=test"]
+    process = subprocess.Popen([sys.executable, "-m", "mnistcls", "train", "-c", config, *map(str, small),
+                                "--epochs", "3", "--runs-dir", str(tmp_path)], env=os.environ,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    run = wait_for_epochs(tmp_path, 1, process)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 130 and run.status == "interrupted", output
+    resumed = invoke("train", "--resume", run.id, "--runs-dir", tmp_path)
+    assert resumed.exit_code == 0 and run.status == "finished" and len(run.history) == 3, resumed.output
+
+    exported = invoke("export", run.id, "-f", "onnx", "--runs-dir", tmp_path, "--json")
+    assert exported.exit_code == 0 and json.loads(exported.stdout)["exports"][0]["passed"], exported.output
+
+    tuned = invoke("tune", "-c", config, *small, "--search", "train.optimizer.learning_rate={float: [0.001, 0.01]}",
+                   "--trials", "1", "--epochs", "1", "--runs-dir", tmp_path / "tune", "--json")
+    assert tuned.exit_code == 0, tuned.output
+    assert [t["state"] for t in json.loads(tuned.stdout)["trials"]] == ["complete"]
+    assert runs.all_runs(tmp_path / "tune")
