@@ -261,6 +261,8 @@ def plan_study(study, *, epochs=None, datasets=(), repeats=None):
     units = []
     for experiment, own in planned:
         chosen = own if not datasets else [d for d in own if d in datasets] + [d for d in datasets if d not in named]
+        if not chosen:
+            continue
         count = repeats or experiment.repeats or study.repeats
         seeds = [None] if count == 1 else range(count)
         try:
@@ -453,8 +455,12 @@ def status(name_or_path, *, epochs=None, datasets=(), repeats=None, storage=None
                      "since": trial.datetime_start.isoformat(timespec="seconds")
                      if trial and trial.datetime_start and state == "running" else None,
                      "epoch": attrs.get("epoch") if state == "running" else None, "error": attrs.get("error")})
-    counts = {state: sum(row["status"] == state for row in rows) for state in dict.fromkeys(r["status"] for r in rows)}
-    return {"study": work.study.name, "folder": str(work.folder), "units": rows, "counts": counts}
+    return {"study": work.study.name, "folder": str(work.folder), "units": rows, "counts": _counts(rows)}
+
+
+def _counts(rows):
+    """{status: how many rows have it}, in the order the statuses first appear."""
+    return {state: sum(row["status"] == state for row in rows) for state in dict.fromkeys(r["status"] for r in rows)}
 
 
 def _identity(unit):
@@ -519,9 +525,9 @@ def run_study(name_or_path, *, epochs=None, datasets=(), repeats=None, storage=N
              "csv": str(_write(new_file(f"{prefix}-results.csv"), csv_text(groups))),
              **_sweep_plots(work.units, rows, groups, prefix, new_file)}
     files["curves"] += _compared_curves(work, rows, prefix, new_file)
-    counts = {state: sum(row["status"] == state for row in rows) for state in dict.fromkeys(r["status"] for r in rows)}
     return {"study": work.study.name, "description": work.study.description, "folder": str(work.folder),
-            "trained": trained, "rows": rows, "groups": groups, "files": files, "counts": counts}
+            "trained": trained, "rows": [{k: v for k, v in row.items() if k != "curves"} for row in rows],
+            "groups": groups, "files": files, "counts": _counts(rows)}
 
 
 def _work_on(work, board, device, data_dir, offline, reporter, name_or_path, epochs, datasets, repeats, storage):

@@ -225,3 +225,11 @@ def test_a_worker_killed_on_a_shared_postgres_study_is_resumed_and_the_table_com
     # "plain" and the sweep's 0.003 are one spec: resumed after the kill, it ends as the one trained whole.
     assert table["rows"][0]["test_accuracy"] == table["rows"][1]["test_accuracy"]
     assert "***" not in restarted.stderr and "postgres@" not in json.dumps(table)
+
+
+def test_a_narrowed_pass_keeps_only_the_runs_on_its_dataset_with_every_seed():
+    plain = study.plan_study(study.load_study("seed_a"), epochs=1, datasets=("fashion",))
+    units = study.plan_study(study.load_study("seed_a"), epochs=1, datasets=("fashion",), repeats=2)
+    assert {unit.job.dataset for unit in units} == {"fashion"}
+    assert len(units) == 2 * len(plain) and [unit.seed for unit in units[:2]] == [0, 1]
+    assert units[0].group == units[1].group and units[0].key != units[1].key
