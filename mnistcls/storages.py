@@ -24,6 +24,7 @@ MAX_RETRIES = 2  # copies of an interrupted trial run again (a trial that kills 
 
 def open_storage(url, runs_directory):
     """(an Optuna storage, words for it): the default SQLite file, a database URL, or a journal file."""
+    given = url is not None
     if url is None:
         directory = runs.runs_dir(runs_directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -37,22 +38,23 @@ def open_storage(url, runs_directory):
         except OSError as err:
             raise UsageError(f"--storage {url}: cannot open the journal file ({err})") from None
     shown = without_password(url)
+    where = f"--storage {shown}" if given else shown
     try:
         return _database_storage(url), shown
     except ImportError as err:
-        raise UsageError(f"--storage {shown}: the database driver is missing ({err}); for PostgreSQL: "
+        raise UsageError(f"{where}: the database driver is missing ({err}); for PostgreSQL: "
                          "pip install 'mnistcls[postgres]'") from None
     except Exception as err:
-        raise MnistclsError(f"--storage {shown}: cannot open the study storage "
+        raise MnistclsError(f"{where}: cannot open the study storage "
                             f"({type(err).__name__}: {str(err).splitlines()[0]})") from None
 
 
 def _database_storage(url, attempts=5):
     """Optuna's RDBStorage for `url`, which creates its tables on first use.
 
-    Workers started together on a new database race to create them, and PostgreSQL
-    lets only one win (a unique violation in its catalogue for the others): the
-    losers try again once the winner's tables exist.
+    Workers started together on a new database race to create them, and only one
+    wins (PostgreSQL: a unique violation in its catalogue for the others; SQLite:
+    "table already exists"): the losers try again once the winner's tables exist.
     """
     import sqlalchemy.exc
 
@@ -62,7 +64,7 @@ def _database_storage(url, attempts=5):
                 url, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=2 * HEARTBEAT_SECONDS,
                 heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
                     max_retry=MAX_RETRIES))
-        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError, sqlalchemy.exc.OperationalError):
             if attempt == attempts - 1:
                 raise
             time.sleep(0.5 * (attempt + 1))

@@ -263,3 +263,15 @@ def test_parameter_importances_are_pedanova_and_need_no_scikit_learn(monkeypatch
     importances, note = tune._importances(study, params)
     assert note is None and set(importances) == {"a", "b"} and importances["a"] > importances["b"]
     assert isinstance(used[0], optuna.importance.PedAnovaImportanceEvaluator)
+
+
+def test_processes_that_open_a_new_default_storage_at_once_all_get_it(tmp_path):
+    """SQLite lets one of them create the tables; the others ('table already exists') try again."""
+    from mnistcls import storages
+
+    script = f"from mnistcls import storages; storages.open_storage(None, {str(tmp_path)!r}); print('opened')"
+    openers = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True) for _ in range(6)]
+    results = [opener.communicate(timeout=120) for opener in openers]
+    assert [out.strip() for out, _ in results] == ["opened"] * 6, [err[-500:] for _, err in results]
+    assert (tmp_path / storages.STORAGE_FILE).is_file()
