@@ -7,6 +7,7 @@ ints, floats, strings, lists and dicts, ready for `json.dump`.
 """
 
 import math
+import warnings
 
 import numpy as np
 
@@ -164,4 +165,6 @@ def welch_p(first, second):
         return None
     if np.std(a) == np.std(b) == 0:
         return 1.0 if np.mean(a) == np.mean(b) else 0.0
-    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    with warnings.catch_warnings():  # nearly equal values: SciPy warns of precision, the p-value still holds
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
