@@ -128,8 +128,8 @@ class SavingSection:
     def __init__(self):
         self.saving = False
         self.pending = False
-        self.opener = _EpochEndHook(self._open)
-        self.closer = _EpochEndHook(self._close)
+        self.opener = AfterEachEpoch(lambda epochs: self._open())
+        self.closer = AfterEachEpoch(lambda epochs: self._close())
         self._previous_handler = None
 
     def __enter__(self):
@@ -156,13 +156,15 @@ class SavingSection:
             raise KeyboardInterrupt
 
 
-class _EpochEndHook(keras.callbacks.Callback):
+class AfterEachEpoch(keras.callbacks.Callback):
+    """Calls `hook(epochs done)` at the end of each epoch (a study records there how far its run is)."""
+
     def __init__(self, hook):
         super().__init__()
         self.hook = hook
 
     def on_epoch_end(self, epoch, logs=None):
-        self.hook()
+        self.hook(epoch + 1)
 
 
 class ProgressEvents(keras.callbacks.Callback):

@@ -358,16 +358,25 @@ def validated_on(validations):
     return "test" if validations and all(v == "test" for v in validations) else "validation"
 
 
-def sweep_picture(rows, path):
-    """Draw best validation loss and accuracy against the swept value, when `rows` are one sweep."""
-    fields = {tuple(row["sweep"]) for row in rows}
+def _one_sweep(items):
+    """(the swept field, its values as numbers where they are, whether to spread them on a log axis) when
+    every item (a run's row or a study's group) was trained with the same single swept field, else None."""
+    fields = {tuple(item["sweep"]) for item in items}
     if len(fields) != 1 or len(next(iter(fields))) != 1:
         return None
     (swept,) = fields.pop()
-    values = [_number_or_text(row["sweep"][swept]) for row in rows]
+    values = [_number_or_text(item["sweep"][swept]) for item in items]
     numeric = all(isinstance(v, (int, float)) for v in values)
     # Swept sizes and rates usually grow by factors (10, 32, 100, 317, 1000): spread them on a log axis.
-    log_x = numeric and min(values) > 0 and max(values) >= 10 * min(values)
+    return swept, values, numeric and min(values) > 0 and max(values) >= 10 * min(values)
+
+
+def sweep_picture(rows, path):
+    """Draw best validation loss and accuracy against the swept value, when `rows` are one sweep."""
+    sweep = _one_sweep(rows)
+    if sweep is None:
+        return None
+    swept, values, log_x = sweep
     nan = float("nan")  # an unfinished run may not have validated yet
     return str(sweep_plot(values, [row.get("best_val_loss", nan) for row in rows],
                           [row.get("best_val_accuracy", nan) for row in rows], path,
@@ -377,13 +386,10 @@ def sweep_picture(rows, path):
 def sweep_of_groups(groups, path):
     """Draw the mean best validation loss and accuracy of a study's groups (its rows, study._groups) against
     their one swept value, with the spread over their seeds as error bars; None unless they are one sweep."""
-    fields = {tuple(group["sweep"]) for group in groups}
-    if len(fields) != 1 or len(next(iter(fields))) != 1:
+    sweep = _one_sweep(groups)
+    if sweep is None:
         return None
-    (swept,) = fields.pop()
-    values = [_number_or_text(group["sweep"][swept]) for group in groups]
-    numeric = all(isinstance(v, (int, float)) for v in values)
-    log_x = numeric and min(values) > 0 and max(values) >= 10 * min(values)
+    swept, values, log_x = sweep
     nan = float("nan")
 
     def means(field):

@@ -573,6 +573,8 @@ class _Claim:
     def __call__(self, trial):
         import optuna
 
+        from mnistcls.callbacks import AfterEachEpoch  # imports Keras
+
         key = trial.user_attrs.get("unit")
         if key not in self.by_key:  # another process took the last waiting unit a moment before
             trial.study.stop()
@@ -592,7 +594,7 @@ class _Claim:
         try:
             row = runner.train_one(job, self.loaded[unit.job.dataset], self.placement, self.work.runs_directory,
                                    self.reporter, on_run=lambda run: trial.set_user_attr("run", run.id),
-                                   callbacks=[_EpochReporter(trial)])
+                                   callbacks=[AfterEachEpoch(lambda epochs: trial.set_user_attr("epoch", epochs))])
         except Interrupted:
             trial.set_user_attr("error", "interrupted (Ctrl-C)")
             raise KeyboardInterrupt from None
@@ -606,17 +608,6 @@ class _Claim:
         trial.set_user_attr("figures", _figures(run, row))
         self.trained.append(key)
         return row.get("test_accuracy") or 0.0
-
-
-def _EpochReporter(trial):
-    """A Keras callback recording in the storage the epoch a unit's run has reached (for --status)."""
-    import keras
-
-    class EpochReporter(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            trial.set_user_attr("epoch", epoch + 1)
-
-    return EpochReporter()
 
 
 def _figures(run, row):
