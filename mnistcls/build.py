@@ -226,24 +226,40 @@ def _bytes(count):
 def _weights_from_shapes(layer, input_shape):
     """How many weights `layer` will make on input of `input_shape`, from its arguments, before it makes
     them; None for a kind of layer not counted here (it is counted once built)."""
-    kind = type(layer).__name__
+    counter = _WEIGHT_COUNTERS.get(type(layer).__name__)
     channels = input_shape[-1]
-    if channels is None:
+    if counter is None or channels is None:
         return None
-    bias = getattr(layer, "use_bias", False)
-    if kind == "Dense":
-        return channels * layer.units + bias * layer.units
-    if kind in ("Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose"):
-        groups = getattr(layer, "groups", 1) or 1
-        return math.prod(layer.kernel_size) * channels // groups * layer.filters + bias * layer.filters
-    if kind in ("DepthwiseConv1D", "DepthwiseConv2D"):
-        return (math.prod(layer.kernel_size) + bias) * channels * layer.depth_multiplier
-    if kind in ("SeparableConv1D", "SeparableConv2D"):
-        depthwise = math.prod(layer.kernel_size) * channels * layer.depth_multiplier
-        return depthwise + channels * layer.depth_multiplier * layer.filters + bias * layer.filters
-    if kind == "BatchNormalization":
-        return 4 * channels  # gamma, beta, moving mean and variance
-    return None
+    return counter(layer, channels, getattr(layer, "use_bias", False))
+
+
+def _dense_weights(layer, channels, bias):
+    return channels * layer.units + bias * layer.units
+
+
+def _conv_weights(layer, channels, bias):
+    groups = getattr(layer, "groups", 1) or 1
+    return math.prod(layer.kernel_size) * channels // groups * layer.filters + bias * layer.filters
+
+
+def _depthwise_weights(layer, channels, bias):
+    return (math.prod(layer.kernel_size) + bias) * channels * layer.depth_multiplier
+
+
+def _separable_weights(layer, channels, bias):
+    depthwise = math.prod(layer.kernel_size) * channels * layer.depth_multiplier
+    return depthwise + channels * layer.depth_multiplier * layer.filters + bias * layer.filters
+
+
+# Keras class name -> its weight count from (layer, input channels, whether it has a bias): the layers a
+# spec can make huge. Every other layer is counted once built.
+_WEIGHT_COUNTERS = {
+    "Dense": _dense_weights,
+    **{f"Conv{d}D{t}": _conv_weights for d in (1, 2, 3) for t in ("", "Transpose")},
+    **{f"DepthwiseConv{d}D": _depthwise_weights for d in (1, 2)},
+    **{f"SeparableConv{d}D": _separable_weights for d in (1, 2)},
+    "BatchNormalization": lambda layer, channels, bias: 4 * channels,  # gamma, beta, moving mean and variance
+}
 
 
 def _inputs_by_layer(config):

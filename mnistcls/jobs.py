@@ -129,13 +129,11 @@ SEED_FIGURES = ("test_accuracy", "best_val_accuracy", "epochs_run", "seconds_per
 
 def _over_seeds(chosen, rows):
     """The spread of the runs' figures when they are one spec and dataset trained with different seeds, else None."""
-    def without_seed(run):
-        spec = run.spec_data
-        return json.dumps({**spec, "train": {k: v for k, v in spec.get("train", {}).items() if k != "seed"}},
-                          sort_keys=True), run.info.get("dataset")
-
-    seeds = [run.spec_data.get("train", {}).get("seed") for run in chosen]
-    if len({without_seed(run) for run in chosen}) != 1 or len(set(seeds)) != len(seeds):
+    recorded = [(run.spec_data, run.info.get("dataset")) for run in chosen]
+    seeds = [spec.get("train", {}).get("seed") for spec, _ in recorded]
+    others = {(json.dumps({**spec, "train": {k: v for k, v in spec.get("train", {}).items() if k != "seed"}},
+                          sort_keys=True), dataset) for spec, dataset in recorded}
+    if len(others) != 1 or len(set(seeds)) != len(seeds):
         return None
     return {"seeds": seeds, **{field: metrics.spread([row.get(field) for row in rows]) for field in SEED_FIGURES}}
 

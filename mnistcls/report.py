@@ -414,8 +414,8 @@ def study_cells(groups, detailed=False):
     for g in groups:
         on = "test" if g["validated_on"] == "test set" else "val"
         unfinished = ", ".join(status for status in g["statuses"] if status != "finished")
-        test = _spread(g["test_accuracy"], _points, detailed) if g["finished"] else unfinished or "-"
-        best = _spread(g["best_accuracy_in_training"], _points, detailed)
+        test = _spread(g["test_accuracy"], percent, detailed) if g["finished"] else unfinished or "-"
+        best = _spread(g["best_accuracy_in_training"], percent, detailed)
         cells.append([experiment_text(g), g["dataset"], count(g["params"]) if g.get("params") else "-",
                       *([f"{g['finished']}/{g['runs']}"] if repeated else []),
                       test + (f" ({unfinished})" if g["finished"] and unfinished else ""),
@@ -427,8 +427,8 @@ def study_cells(groups, detailed=False):
 
 def seeds_summary(summary):
     """`runs compare` of repeats: one line of each figure's mean and spread over the seeds."""
-    figures = [("test accuracy", summary["test_accuracy"], _points),
-               ("best validation accuracy", summary["best_val_accuracy"], _points),
+    figures = [("test accuracy", summary["test_accuracy"], percent),
+               ("best validation accuracy", summary["best_val_accuracy"], percent),
                ("epochs", summary["epochs_run"], lambda v: f"{v:g}"),
                ("seconds an epoch", summary["seconds_per_epoch"], lambda v: f"{v:.1f}")]
     return plain(f"Over seeds {', '.join(map(str, summary['seeds']))} (mean ± standard deviation [min, max]): "
@@ -443,17 +443,13 @@ def study_note(groups, detailed=True):
     return STUDY_NOTE + " " + REPEATS_NOTE.format(range=", then [minimum, maximum]" if detailed else "")
 
 
-def _points(fraction):
-    return percent(fraction)
-
-
 def _spread(spread, show, detailed):
     """A figure over runs: its mean, ± its standard deviation (accuracies in points), [min, max] if `detailed`."""
     if not spread["n"]:
         return "-"
     text = show(spread["mean"])
     if spread["std"] is not None:
-        deviation = f"{100 * spread['std']:.2f}" if show is _points else show(spread["std"])
+        deviation = f"{100 * spread['std']:.2f}" if show is percent else show(spread["std"])
         text += f" ± {deviation}"
         if detailed:
             text += f" [{show(spread['min'])}, {show(spread['max'])}]"
