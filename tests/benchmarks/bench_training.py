@@ -7,9 +7,13 @@ mnistcls finds it (e.g. MNISTCLS_DATA_DIR=~/datasets, holding mnist/):
     .venv/bin/python tests/benchmarks/bench_training.py --best     # adds best_mnist and best_fashion (4-5x each)
     .venv/bin/python tests/benchmarks/bench_training.py --recipes-only --best --dataset fashion
     .venv/bin/python tests/benchmarks/bench_training.py --recipes-only --recipe fast_mnist --recipe best_mnist
+    .venv/bin/python tests/benchmarks/bench_training.py --recipes-only --repeats 3   # medians of 3 alternations
 
 Every figure is measured in this run, the baseline included, because machines
-differ and this kind of machine is noisy: compare figures from one run only. It prints:
+differ and this kind of machine is noisy: compare figures from one run only. Its
+neighbours' load comes and goes within minutes (fast_fashion has taken 0.24x and 0.30x
+of the seed recipe's time an hour apart), so with --repeats N each recipe's command
+and the seed recipe's run in turn N times and the ratio is of their medians. It prints:
 
 1. seed A's relu CNN (cnn_relu.yaml) on Fashion-MNIST, mnistcls against the seeds'
    `model.fit` on float64 numpy arrays (same model, batch, learning rate and data):
@@ -64,6 +68,9 @@ def main():
     parser.add_argument("--recipe", choices=list(RECIPES), action="append",
                         help="time this recipe only (repeatable; instead of --best)")
     parser.add_argument("--recipes-only", action="store_true", help="only section 2, the recipes")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="section 2: run the seed recipe's and each recipe's command in turn this many times "
+                             "and compare medians (default 1)")
     args = parser.parse_args()
     figures = {}
     with tempfile.TemporaryDirectory() as runs_dir:
@@ -73,7 +80,7 @@ def main():
             recipes = [name for name, (on, _, _) in RECIPES.items() if on == dataset and (
                 name in args.recipe if args.recipe else args.best or name.startswith("fast_"))]
             if recipes:
-                figures.update(recipes_against_the_seed(dataset, recipes, runs_dir))
+                figures.update(recipes_against_the_seed(dataset, recipes, runs_dir, args.repeats))
         if not args.recipes_only:
             figures.update(memory_and_startup(runs_dir))
             figures.update(throughput())
@@ -179,20 +186,30 @@ def seed_style_fit(fashion, epochs, learning_rate, warm_up=True):
 
 # --- 2. time to accuracy, as a ratio to the seed recipe ------------------------------
 
-def recipes_against_the_seed(dataset, recipes, runs_dir):
-    seed_wall, seed_result = train_command("cnn_relu", dataset, runs_dir)
-    print(f"\n2. Time to accuracy on {dataset}: whole `mnistcls train` commands against the seed recipe's")
+def recipes_against_the_seed(dataset, recipes, runs_dir, repeats):
+    """Each recipe's whole command against the seed recipe's, taken in turn `repeats` times (medians of the
+    wall times; a recipe's accuracy is the same every time, its seed being fixed)."""
+    walls = {config: [] for config in ["cnn_relu", *recipes]}
+    results = {}
+    for _ in range(repeats):
+        for config in walls:
+            wall, results[config] = train_command(config, dataset, runs_dir)
+            walls[config].append(wall)
+    seed_wall = statistics.median(walls["cnn_relu"])
+    print(f"\n2. Time to accuracy on {dataset}: whole `mnistcls train` commands against the seed recipe's"
+          + (f" (medians of {repeats}, taken in turn)" if repeats > 1 else ""))
     print(f"   {'config':<14} {'test acc':>9} {'wall':>8} {'x seed':>7} {'epochs':>6} {'s/epoch':>8}")
-    row = "   {:<14} {:>8.2f}% {:>7.1f}s {:>6.2f}x {:>6} {:>8.1f}"
-    print(row.format("cnn_relu", 100 * seed_result["test_accuracy"], seed_wall, 1.0, seed_result["epochs_run"],
-                     seed_result["seconds_per_epoch"]) + "   (the seed recipe: the baseline)")
+    row = "   {:<14} {:>8.2f}% {:>7.1f}s {:>6.2f}x {:>6} {:>8.1f}   {}"
     figures = {}
-    for config in recipes:
-        wall, result = train_command(config, dataset, runs_dir)
+    for config, times in walls.items():
+        wall, result = statistics.median(times), results[config]
+        each = f"each: {', '.join(f'{t:.1f}' for t in times)} s" if repeats > 1 else ""
         print(row.format(config, 100 * result["test_accuracy"], wall, wall / seed_wall, result["epochs_run"],
-                         result["seconds_per_epoch"]))
-        figures[f"{config} accuracy"] = 100 * result["test_accuracy"]
-        figures[f"{config} time / seed recipe's"] = wall / seed_wall
+                         result["seconds_per_epoch"], "(the seed recipe: the baseline) " * (config == "cnn_relu")
+                         + each))
+        if config != "cnn_relu":
+            figures[f"{config} accuracy"] = 100 * result["test_accuracy"]
+            figures[f"{config} time / seed recipe's"] = wall / seed_wall
     return figures
 
 
@@ -224,17 +241,22 @@ def memory_and_startup(runs_dir):
 
 # --- 4. throughput -------------------------------------------------------------------
 
-def throughput():
-    rows = json.loads(mnistcls("bench", "--config", "cnn_relu.yaml", "--config", "fast_fashion.yaml",
-                               "--config", "best_fashion.yaml", "--config", "best_mnist.yaml", "--json"))
-    print("\n4. Images per second and share of the matmul peak (mnistcls bench)")
-    for row in rows:
+def throughput(times=3):
+    """`mnistcls bench` `times` times; the share of the peak is their median (each run measures both anew)."""
+    runs = [json.loads(mnistcls("bench", "--config", "cnn_relu.yaml", "--config", "fast_fashion.yaml",
+                                "--config", "best_fashion.yaml", "--config", "best_mnist.yaml", "--json"))
+            for _ in range(times)]
+    print(f"\n4. Images per second and share of the matmul peak (mnistcls bench, the median of {times} runs)")
+    for rows in zip(*runs):
+        row = sorted(rows, key=lambda r: r["train_share_of_peak"])[len(rows) // 2]
+        each = ", ".join(f"{r['train_share_of_peak']:.0%}" for r in rows)
         print(f"   {row['config']:<14} {row['precision']:<15} train {row['train_images_per_second']:7,.0f} img/s "
-              f"({row['train_gflops']:.0f} GFLOP/s, {row['train_share_of_peak']:.0%} of the peak), evaluate "
+              f"({row['train_gflops']:.0f} GFLOP/s, {row['train_share_of_peak']:.0%} of the peak; each run "
+              f"{each}), evaluate "
               f"{row['eval_images_per_second']:7,.0f} img/s ({row['eval_share_of_peak']:.0%}), about "
               f"{row['seconds_per_epoch']:.1f} s/epoch; peak {row['peak_gflops']:.0f} GFLOP/s")
-    seed = next(row for row in rows if row["config"] == "cnn_relu")
-    return {"cnn_relu training, share of matmul peak": 100 * seed["train_share_of_peak"]}
+    shares = [row["train_share_of_peak"] for rows in runs for row in rows if row["config"] == "cnn_relu"]
+    return {"cnn_relu training, share of matmul peak": 100 * statistics.median(shares)}
 
 
 # --- helpers -------------------------------------------------------------------------
