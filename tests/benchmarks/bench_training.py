@@ -8,12 +8,14 @@ mnistcls finds it (e.g. MNISTCLS_DATA_DIR=~/datasets, holding mnist/):
     .venv/bin/python tests/benchmarks/bench_training.py --recipes-only --best --dataset fashion
     .venv/bin/python tests/benchmarks/bench_training.py --recipes-only --recipe fast_mnist --recipe best_mnist
     .venv/bin/python tests/benchmarks/bench_training.py --recipes-only --repeats 3   # medians of 3 alternations
+    .venv/bin/python tests/benchmarks/bench_training.py --no-recipes --repeats 3     # sections 1, 3 and 4
 
 Every figure is measured in this run, the baseline included, because machines
 differ and this kind of machine is noisy: compare figures from one run only. Its
 neighbours' load comes and goes within minutes (fast_fashion has taken 0.24x and 0.30x
 of the seed recipe's time an hour apart), so with --repeats N each recipe's command
-and the seed recipe's run in turn N times and the ratio is of their medians. It prints:
+and the seed recipe's (and in section 1 the two whole processes) run in turn N times
+and the ratio is of their medians. It prints:
 
 1. seed A's relu CNN (cnn_relu.yaml) on Fashion-MNIST, mnistcls against the seeds'
    `model.fit` on float64 numpy arrays (same model, batch, learning rate and data):
@@ -68,15 +70,16 @@ def main():
     parser.add_argument("--recipe", choices=list(RECIPES), action="append",
                         help="time this recipe only (repeatable; instead of --best)")
     parser.add_argument("--recipes-only", action="store_true", help="only section 2, the recipes")
+    parser.add_argument("--no-recipes", action="store_true", help="all but section 2")
     parser.add_argument("--repeats", type=int, default=1,
-                        help="section 2: run the seed recipe's and each recipe's command in turn this many times "
-                             "and compare medians (default 1)")
+                        help="run the commands compared (section 1's whole processes, section 2's recipes and the "
+                             "seed recipe) in turn this many times and compare medians (default 1)")
     args = parser.parse_args()
     figures = {}
     with tempfile.TemporaryDirectory() as runs_dir:
         if not args.recipes_only:
-            figures.update(per_epoch(args.epochs, runs_dir))
-        for dataset in args.dataset or ["mnist", "fashion"]:
+            figures.update(per_epoch(args.epochs, runs_dir, args.repeats))
+        for dataset in [] if args.no_recipes else args.dataset or ["mnist", "fashion"]:
             recipes = [name for name, (on, _, _) in RECIPES.items() if on == dataset and (
                 name in args.recipe if args.recipe else args.best or name.startswith("fast_"))]
             if recipes:
@@ -89,7 +92,7 @@ def main():
 
 # --- 1. per-epoch time against the seeds' training loop ------------------------------
 
-def per_epoch(measured, runs_dir):
+def per_epoch(measured, runs_dir, repeats):
     from mnistcls.runtime import import_tensorflow
 
     import_tensorflow()
@@ -116,7 +119,7 @@ def per_epoch(measured, runs_dir):
     print(f"   mnistcls ({precision}, tf.data):          {statistics.median(ours):6.1f} s/epoch "
           f"(each: {', '.join(f'{s:.1f}' for s in ours)}), val accuracy after {epochs}: {ours_accuracy:.4f}")
     print(f"   speed-up: {ratio:.2f}x")
-    return {"speed-up per epoch": ratio, **whole_processes(runs_dir)}
+    return {"speed-up per epoch": ratio, **whole_processes(runs_dir, repeats)}
 
 
 SEED_PROCESS = """
@@ -130,14 +133,21 @@ seed_style_fit(data.load("fashion"), 3, 1e-4, warm_up=False)
 """
 
 
-def whole_processes(runs_dir):
+def whole_processes(runs_dir, repeats):
     """The wall time of a whole process training seed A's CNN for 3 epochs on Fashion-MNIST: the seeds' way,
-    and `mnistcls train` (each from start to exit: interpreter, imports, data, training)."""
-    seed = timed_process([sys.executable, "-c", SEED_PROCESS.format(here=os.path.dirname(os.path.abspath(__file__)))])
-    ours = timed_process([sys.executable, "-m", "mnistcls", "train", "-c", "cnn_relu.yaml", "-d", "fashion",
-                          "--epochs", "3", "--runs-dir", runs_dir, "--json"])
-    print(f"   whole process, 3 epochs: the seeds' way {seed:.1f} s, mnistcls {ours:.1f} s: {seed / ours:.2f}x")
-    return {"speed-up, whole process of 3 epochs": seed / ours}
+    and `mnistcls train` (each from start to exit: interpreter, imports, data, training), in turn `repeats` times."""
+    seed_way = [sys.executable, "-c", SEED_PROCESS.format(here=os.path.dirname(os.path.abspath(__file__)))]
+    ours = [sys.executable, "-m", "mnistcls", "train", "-c", "cnn_relu.yaml", "-d", "fashion", "--epochs", "3",
+            "--runs-dir", runs_dir, "--json"]
+    seed_times, our_times = [], []
+    for _ in range(repeats):
+        seed_times.append(timed_process(seed_way))
+        our_times.append(timed_process(ours))
+    seed, mine = statistics.median(seed_times), statistics.median(our_times)
+    each = (f" (each: {', '.join(f'{t:.1f}' for t in seed_times)} s and {', '.join(f'{t:.1f}' for t in our_times)} s)"
+            if repeats > 1 else "")
+    print(f"   whole process, 3 epochs: the seeds' way {seed:.1f} s, mnistcls {mine:.1f} s: {seed / mine:.2f}x{each}")
+    return {"speed-up, whole process of 3 epochs": seed / mine}
 
 
 def timed_process(command):
