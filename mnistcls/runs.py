@@ -310,10 +310,10 @@ def describe(run):
     Scores come from metrics.json when the run finished; otherwise they are worked
     out from its history the same way, so unfinished runs show what they reached.
     """
-    info, metrics = run.info, run.metrics
+    info, metrics, status = run.info, run.metrics, run.status
     reached = history_figures(run.history)
     # A finished run that learned nothing (metrics.json says so) is shown as what it is.
-    status = "at chance" if run.status == "finished" and metrics.get("at_chance") else run.status
+    status = "at chance" if status == "finished" and metrics.get("at_chance") else status
     return {"run": run.id, "config": info.get("config"), "dataset": info.get("dataset"),
             "sweep": info.get("sweep") or {}, "started": info.get("started"), "epochs": _planned_epochs(run),
             "validation": info.get("validation"), **reached, **metrics, "status": status}

@@ -523,7 +523,7 @@ def run_study(name_or_path, *, epochs=None, datasets=(), repeats=None, storage=N
     prefix = work.folder / time.strftime("%Y%m%d-%H%M%S")
     files = {"markdown": str(_write(new_file(f"{prefix}-results.md"), markdown(work.study, groups))),
              "csv": str(_write(new_file(f"{prefix}-results.csv"), csv_text(groups))),
-             **_sweep_plots(work.units, rows, groups, prefix, new_file)}
+             **_sweep_plots(rows, groups, prefix, new_file)}
     files["curves"] += _compared_curves(work, rows, prefix, new_file)
     return {"study": work.study.name, "description": work.study.description, "folder": str(work.folder),
             "trained": trained, "rows": [{k: v for k, v in row.items() if k != "curves"} for row in rows],
@@ -736,7 +736,7 @@ def csv_text(groups):
     return out.getvalue()
 
 
-def _sweep_plots(units, rows, groups, prefix, new_file):
+def _sweep_plots(rows, groups, prefix, new_file):
     """For each sweep on each dataset: best validation loss and accuracy against the swept value (as the seed
     drew them against learning rate and width; with repeats, their mean and spread), and the runs' learning
     curves overlaid."""

@@ -215,7 +215,8 @@ def test_augmentation_layers_are_left_out_and_logits_become_probabilities(small_
     assert result.exit_code == 0, result.output
     assert all(e["passed"] and e["agreement"] >= 0.999 for e in json.loads(result.stdout)["exports"])
 
-    images = data.load(str(small_dataset), splits=("test",)).x_test[..., None].astype(np.float32)
+    test = data.load(str(small_dataset), splits=("test",))
+    images = test.x_test[..., None].astype(np.float32)
     onnx = onnxruntime.InferenceSession(str(tmp_path / "out" / "model.onnx"), providers=["CPUExecutionProvider"])
     for outputs in (tflite_outputs(tmp_path / "out" / "model.tflite", images),
                     onnx.run(None, {onnx.get_inputs()[0].name: images})[0]):
@@ -223,14 +224,14 @@ def test_augmentation_layers_are_left_out_and_logits_become_probabilities(small_
 
     # One rule of test-time augmentation everywhere, for a model trained on logits too: each view's
     # probabilities, averaged. The exported file, run by its runtime, reproduces the recorded accuracy.
-    from mnistcls import evaluate, export
+    from mnistcls import evaluate
 
-    test = data.load(str(small_dataset), splits=("test",))
     runner, _ = export.open_artefact(tmp_path / "out" / "model.onnx")
     by_file = evaluate.with_tta(runner.predict, test.x_test, "flip_shift").argmax(axis=1)
     assert np.mean(by_file == test.y_test) == pytest.approx(recorded, abs=1e-9)
     evaluated = CliRunner().invoke(cli, ["evaluate", "--run", run_id, "-d", str(small_dataset), "--runs-dir",
                                          str(tmp_path), "--json"])
+    assert evaluated.exit_code == 0, evaluated.output
     assert json.loads(evaluated.stdout)[0]["test_accuracy"] == pytest.approx(recorded, abs=1e-9)
 
 

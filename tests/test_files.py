@@ -2,7 +2,7 @@
 
 import pytest
 
-from mnistcls.files import atomic_path, new_file, read_json, write_json, write_text
+from mnistcls.files import atomic_path, inside, name_part, new_file, publish, read_json, write_json, write_text
 
 
 def test_a_failing_writer_leaves_the_old_file_intact_and_no_temporary_file(tmp_path):
@@ -65,8 +65,6 @@ def test_processes_writing_new_files_at_once_never_write_one_name(tmp_path):
     """Each writer finds the first name free when it starts; only one of them may take it."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from mnistcls.files import publish
-
     started = []
 
     def slow_write(tmp, text):
@@ -87,7 +85,6 @@ def test_processes_writing_new_files_at_once_never_write_one_name(tmp_path):
     ("a/b", "a_b"), ("seed_a-epochs1", "seed_a-epochs1"), (".hidden", "hidden"), ("x/../..", "x"),
 ])
 def test_names_that_become_paths_stay_inside_their_folder(tmp_path, name, expected):
-    from mnistcls.files import inside, name_part
 
     assert name_part(name) == expected
     path = inside(tmp_path / "studies", name)

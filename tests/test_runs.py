@@ -131,8 +131,6 @@ def test_compare_of_a_sweep_also_draws_the_swept_value(study):
 
 
 def test_compare_of_runs_that_differ_only_by_seed_sums_up_their_spread(study, small_dataset, tmp_path):
-    import numpy as np
-
     seeded = _train(tmp_path, small_dataset, "--set", "train.seed=0,1,2")
     result = invoke("compare", *[run.id for run in seeded], "--runs-dir", str(tmp_path), "--json")
     assert result.exit_code == 0, result.output

@@ -202,10 +202,7 @@ def test_a_worker_killed_on_a_shared_postgres_study_is_resumed_and_the_table_com
     args = [TINY_STUDY, "-d", str(small_dataset), "--epochs", "12"]
     machines = [tmp_path / "machine0", tmp_path / "machine1"]
     doomed = _start(*args, runs_dir=machines[0], storage=postgres_url)
-    deadline = time.monotonic() + 120
-    while not any(len(run.history) >= 2 for run in runs.all_runs(machines[0])):
-        assert doomed.poll() is None and time.monotonic() < deadline, doomed.stderr.read()
-        time.sleep(0.1)
+    wait_for_epochs(machines[0], 2, doomed)
     survivor = _start(*args, runs_dir=machines[1], storage=postgres_url)
     doomed.send_signal(signal.SIGKILL)
     doomed.wait()

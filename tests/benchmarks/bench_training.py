@@ -119,24 +119,25 @@ def per_epoch(measured, runs_dir, repeats):
     print(f"   mnistcls ({precision}, tf.data):          {statistics.median(ours):6.1f} s/epoch "
           f"(each: {', '.join(f'{s:.1f}' for s in ours)}), val accuracy after {epochs}: {ours_accuracy:.4f}")
     print(f"   speed-up: {ratio:.2f}x")
-    return {"speed-up per epoch": ratio, **whole_processes(runs_dir, repeats)}
+    return {"speed-up per epoch": ratio, **whole_processes(runs_dir, repeats, spec.train.optimizer.learning_rate)}
 
 
 SEED_PROCESS = """
-import sys, time
+import sys
 from mnistcls.runtime import import_tensorflow
 import_tensorflow()
 sys.path.insert(0, {here!r})
 from bench_training import seed_style_fit
 from mnistcls import data
-seed_style_fit(data.load("fashion"), 3, 1e-4, warm_up=False)
+seed_style_fit(data.load("fashion"), 3, {learning_rate!r})
 """
 
 
-def whole_processes(runs_dir, repeats):
+def whole_processes(runs_dir, repeats, learning_rate):
     """The wall time of a whole process training seed A's CNN for 3 epochs on Fashion-MNIST: the seeds' way,
     and `mnistcls train` (each from start to exit: interpreter, imports, data, training), in turn `repeats` times."""
-    seed_way = [sys.executable, "-c", SEED_PROCESS.format(here=os.path.dirname(os.path.abspath(__file__)))]
+    seed_way = [sys.executable, "-c", SEED_PROCESS.format(here=os.path.dirname(os.path.abspath(__file__)),
+                                                               learning_rate=learning_rate)]
     ours = [sys.executable, "-m", "mnistcls", "train", "-c", "cnn_relu.yaml", "-d", "fashion", "--epochs", "3",
             "--runs-dir", runs_dir, "--json"]
     seed_times, our_times = [], []
@@ -156,7 +157,7 @@ def timed_process(command):
     return time.perf_counter() - started
 
 
-def seed_style_fit(fashion, epochs, learning_rate, warm_up=True):
+def seed_style_fit(fashion, epochs, learning_rate):
     """Seed A's notebook: a Sequential CNN fitted on x/255 as float64 arrays with one-hot labels."""
     import keras
     import numpy as np
@@ -191,32 +192,31 @@ def seed_style_fit(fashion, epochs, learning_rate, warm_up=True):
     history = model.fit(x_train, y_train, batch_size=128, epochs=epochs, validation_data=(x_test, y_test),
                         callbacks=[EpochTimes()], verbose=0)
     assert np.isfinite(history.history["loss"][-1])
-    return seconds[1:] if warm_up else seconds, history.history["val_accuracy"][-1]
+    return seconds[1:], history.history["val_accuracy"][-1]  # the first epoch warms up
 
 
 # --- 2. time to accuracy, as a ratio to the seed recipe ------------------------------
 
 def recipes_against_the_seed(dataset, recipes, runs_dir, repeats):
-    """Each recipe's whole command against the seed recipe's, taken in turn `repeats` times (medians of the
-    wall times; a recipe's accuracy is the same every time, its seed being fixed)."""
-    walls = {config: [] for config in ["cnn_relu", *recipes]}
-    results = {}
+    """Each recipe's whole command against the seed recipe's, taken in turn `repeats` times: medians of the
+    wall times and of the seconds per epoch (a recipe's accuracy is the same every time, its seed being fixed)."""
+    runs = {config: [] for config in ["cnn_relu", *recipes]}  # config -> [(wall seconds, result row)]
     for _ in range(repeats):
-        for config in walls:
-            wall, results[config] = train_command(config, dataset, runs_dir)
-            walls[config].append(wall)
-    seed_wall = statistics.median(walls["cnn_relu"])
+        for config, taken in runs.items():
+            taken.append(train_command(config, dataset, runs_dir))
+    seed_wall = statistics.median(wall for wall, _ in runs["cnn_relu"])
     print(f"\n2. Time to accuracy on {dataset}: whole `mnistcls train` commands against the seed recipe's"
           + (f" (medians of {repeats}, taken in turn)" if repeats > 1 else ""))
     print(f"   {'config':<14} {'test acc':>9} {'wall':>8} {'x seed':>7} {'epochs':>6} {'s/epoch':>8}")
     row = "   {:<14} {:>8.2f}% {:>7.1f}s {:>6.2f}x {:>6} {:>8.1f}   {}"
     figures = {}
-    for config, times in walls.items():
-        wall, result = statistics.median(times), results[config]
-        each = f"each: {', '.join(f'{t:.1f}' for t in times)} s" if repeats > 1 else ""
+    for config, taken in runs.items():
+        wall = statistics.median(wall for wall, _ in taken)
+        result = taken[-1][1]
+        each = f"each: {', '.join(f'{t:.1f}' for t, _ in taken)} s" if repeats > 1 else ""
         print(row.format(config, 100 * result["test_accuracy"], wall, wall / seed_wall, result["epochs_run"],
-                         result["seconds_per_epoch"], "(the seed recipe: the baseline) " * (config == "cnn_relu")
-                         + each))
+                         statistics.median(r["seconds_per_epoch"] for _, r in taken),
+                         "(the seed recipe: the baseline) " * (config == "cnn_relu") + each))
         if config != "cnn_relu":
             figures[f"{config} accuracy"] = 100 * result["test_accuracy"]
             figures[f"{config} time / seed recipe's"] = wall / seed_wall
@@ -256,7 +256,8 @@ def throughput(times=3):
     runs = [json.loads(mnistcls("bench", "--config", "cnn_relu.yaml", "--config", "fast_fashion.yaml",
                                 "--config", "best_fashion.yaml", "--config", "best_mnist.yaml", "--json"))
             for _ in range(times)]
-    print(f"\n4. Images per second and share of the matmul peak (mnistcls bench, the median of {times} runs)")
+    print(f"\n4. Images per second and share of the matmul peak (mnistcls bench, {times} runs: each row is the run "
+          "with the median training share)")
     for rows in zip(*runs):
         row = sorted(rows, key=lambda r: r["train_share_of_peak"])[len(rows) // 2]
         each = ", ".join(f"{r['train_share_of_peak']:.0%}" for r in rows)
