@@ -93,10 +93,30 @@ class Run:
         """As recorded, except that a 'running' run whose process is gone was killed."""
         info = self.info
         status = info.get("status", "failed")
-        if (status == "running" and info.get("host") == socket.gethostname()
-                and not _alive(info.get("pid"), info.get("process_started"))):
+        if status == "running" and not self._trained_now(info):
             return "killed"
         return status
+
+    def _trained_now(self, info):
+        """Whether the process recorded in `info` still trains this run.
+
+        Its lock tells, on any machine that shares the runs folder: a free lock means the
+        process is gone, however it ended. Where the lock cannot be tried (a read-only
+        folder), a process on this machine is looked up by its pid and start time.
+        """
+        if self.lock is not None:  # held here: the recorded process is this one, or it is gone
+            return {key: info.get(key) for key in ("pid", "host", "process_started")} == _process()
+        import filelock
+
+        probe = filelock.FileLock(self.path / LOCK_FILE, timeout=0)
+        try:
+            probe.acquire()
+        except filelock.Timeout:
+            return True
+        except OSError:
+            return info.get("host") != socket.gethostname() or _alive(info.get("pid"), info.get("process_started"))
+        probe.release()
+        return False
 
     def release(self):
         """Let another process train this run (this process has finished with it)."""
@@ -203,7 +223,8 @@ def _take(run):
     """
     import filelock
 
-    lock = filelock.FileLock(run.path / LOCK_FILE, timeout=0)
+    # A second's wait rides over another process' look at the lock (see Run._trained_now).
+    lock = filelock.FileLock(run.path / LOCK_FILE, timeout=1)
     try:
         lock.acquire()
     except filelock.Timeout:

@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 
@@ -214,6 +215,53 @@ time.sleep(60)
     runs.resume(taken)  # a killed holder leaves no lock behind
     assert taken.status == "running" and taken.info["pid"] == os.getpid()
     taken.release()
+
+
+def _recorded_running_on(run, host):
+    """run.json as a process on `host` writes it when it starts training (a pid no process here has)."""
+    run.update(status="running", host=host, pid=2**22 + 1, process_started=1.0)
+
+
+def test_a_run_whose_process_on_another_machine_is_gone_can_be_resumed_here(tmp_path):
+    # A shared runs folder: the run's lock, not its record, tells whether anyone still trains it.
+    run = _interrupted_run(tmp_path)
+    _recorded_running_on(run, "another-machine")
+    holder = subprocess.Popen([sys.executable, "-c", f"""
+import filelock, time
+lock = filelock.FileLock({str(run.path / runs.LOCK_FILE)!r})
+lock.acquire()
+print("held", flush=True)
+time.sleep(60)
+"""], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert runs.Run(run.path).status == "running"
+        with pytest.raises(MnistclsError, match="being trained by another process"):
+            runs.resume(runs.Run(run.path))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert runs.Run(run.path).status == "killed"
+    taken = runs.Run(run.path)
+    runs.resume(taken)
+    assert taken.status == "running" and taken.info["host"] != "another-machine"
+    taken.release()
+
+
+def test_where_the_lock_cannot_be_tried_the_recorded_process_decides(tmp_path, monkeypatch):
+    import filelock
+
+    def unlockable(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    run = _interrupted_run(tmp_path)
+    monkeypatch.setattr(filelock.FileLock, "acquire", unlockable)
+    _recorded_running_on(run, "another-machine")
+    assert run.status == "running"  # nothing here can tell: the record stands
+    _recorded_running_on(run, socket.gethostname())
+    assert run.status == "killed"  # no process here has that pid
+    run.update(pid=os.getpid(), process_started=None)
+    assert run.status == "running"
 
 
 def test_an_update_never_replaces_a_damaged_run_json(tmp_path):
