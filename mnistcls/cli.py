@@ -633,13 +633,9 @@ def study(ctx, name, epochs, datasets, repeats, storage, dry_run, show_status, r
                                reporter=_reporter(as_json), verbose=ctx.find_root().params["verbose"],
                                new_file=new_file, **narrowing)
     if as_json:
-        report.print_json(result)
+        report.print_json(report.study_json(result))
     else:
-        done = sum(result["counts"].get(state, 0) for state in ("finished", "diverged", "at chance"))
-        report.console.print(f"{len(result['trained'])} runs trained here; {done} of {len(result['rows'])} "
-                             "runs of the study are done" + "".join(
-                                 f", {n} {state}" for state, n in result["counts"].items()
-                                 if state in ("running", "waiting", "failed")))
+        report.console.print(report.study_summary(result))
         report.console.print(report.study_table(result))
         report.console.print(report.files_text({"Markdown": result["files"]["markdown"], "CSV": result["files"]["csv"],
                                                 **{f"Sweep plot {i}": path

@@ -397,7 +397,7 @@ def sweep_of_groups(groups, path):
 
     spreads = tuple([group[field]["std"] for group in groups]
                     for field in ("best_loss_in_training", "best_accuracy_in_training"))
-    validation = validated_on(["test" if group["validated_on"] == "test set" else "hold-out" for group in groups])
+    validation = validated_on([group["validation"] for group in groups])
     return str(sweep_plot(values, means("best_loss_in_training"), means("best_accuracy_in_training"), path,
                           param_name=swept, log_x=log_x, validation=validation, spreads=spreads))
 

@@ -412,7 +412,7 @@ def study_cells(groups, detailed=False):
                "Epochs>", "Time>", *(["Vs best"] if compared else []), "Seed reported"]
     cells = []
     for g in groups:
-        on = "test" if g["validated_on"] == "test set" else "val"
+        on = "test" if g["validation"] == "test" else "val"
         unfinished = ", ".join(status for status in g["statuses"] if status != "finished")
         test = _spread(g["test_accuracy"], percent, detailed) if g["finished"] else unfinished or "-"
         best = _spread(g["best_accuracy_in_training"], percent, detailed)
@@ -423,6 +423,22 @@ def study_cells(groups, detailed=False):
                       _mean(g["seconds"], duration),
                       *([_versus_best(g.get("comparison"))] if compared else []), _reported(g.get("reported"))])
     return columns, cells
+
+
+def validation_words(validation):
+    """What a study's runs validated on, from their spec's `validation`: "test set", "20% of training set"."""
+    return "test set" if validation == "test" else f"{validation:.0%} of training set"
+
+
+def study_json(result):
+    """`mnistcls study --json`: the study's result (study.run_study) with each row's and group's `validation`
+    setting given in words, as `validated_on`, as the CSV has it."""
+    def in_words(item):  # the words take the setting's place, so the keys keep their order
+        return dict(("validated_on", validation_words(value)) if key == "validation" else (key, value)
+                    for key, value in item.items())
+
+    return {**result, "rows": [in_words(row) for row in result["rows"]],
+            "groups": [in_words(group) for group in result["groups"]]}
 
 
 def seeds_summary(summary):
@@ -496,6 +512,16 @@ def duration(seconds):
 
 def _narrow_dataset_column(t):
     t.columns[1].min_width = None  # "mnist" needs no more: the room goes to the seed's words
+
+
+def study_summary(result):
+    """The line after a study: how many runs this process trained, how many of the study's are done, and how
+    many are still running, waiting or failed."""
+    counts = result["counts"]
+    done = sum(counts.get(state, 0) for state in ("finished", "diverged", "at chance"))
+    return plain(f"{len(result['trained'])} runs trained here; {done} of {len(result['rows'])} runs of the study "
+                 "are done" + "".join(f", {n} {state}" for state, n in counts.items()
+                                      if state in ("running", "waiting", "failed")))
 
 
 def study_table(result):

@@ -90,6 +90,22 @@ def retry(study, trial):
     optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)(study, trial)
 
 
+def local_run(trial, runs_directory):
+    """The run folder of `trial`'s try where that try ran on this machine and recorded its run, else None."""
+    run_id = trial.user_attrs.get("run")
+    if trial.user_attrs.get("host") != socket.gethostname() or not run_id:
+        return None
+    return runs.Run(runs.runs_dir(runs_directory) / run_id)
+
+
+def lost_here(trial, runs_directory):
+    """Whether `trial` is RUNNING on this machine but its process is gone: its run folder says killed."""
+    if trial.state != TrialState.RUNNING:
+        return False
+    run = local_run(trial, runs_directory)
+    return run is not None and run.status == "killed"
+
+
 def end_lost_trials(study, runs_directory):
     """Record as FAIL (and queue again) RUNNING trials whose process is gone.
 
@@ -97,9 +113,7 @@ def end_lost_trials(study, runs_directory):
     other machines from Optuna's heartbeat, once their grace period has passed.
     """
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        run_id = trial.user_attrs.get("run")
-        if trial.user_attrs.get("host") == socket.gethostname() and run_id and \
-                runs.Run(runs.runs_dir(runs_directory) / run_id).status == "killed":
+        if lost_here(trial, runs_directory):
             try:  # as Optuna's fail_stale_trials does: only the process that ends the trial queues its copy
                 study.tell(trial.number, state=TrialState.FAIL)
             except (ValueError, optuna.exceptions.UpdateFinishedTrialError):

@@ -418,8 +418,9 @@ def dry_run(name_or_path, *, epochs=None, datasets=(), repeats=None, storage=Non
     speeds, rows = {}, []
     for unit in work.units:
         trial = states[unit.key]
-        status = "waiting" if _lost_here(trial, work.runs_directory) else _status(trial)  # queued again at the start
-        resumable = _local_run(trial, work.runs_directory, unit) if status in ("waiting", "failed") else None
+        lost = trial is not None and storages.lost_here(trial, work.runs_directory)
+        status = "waiting" if lost else _status(trial)  # a lost unit is queued again at the start
+        resumable = _resumable_run(trial, work.runs_directory, unit) if status in ("waiting", "failed") else None
         status = {"waiting": "resume" if resumable else "new"}.get(status, status)
         spec = unit.job.spec
         to_train = spec.train.epochs - len(resumable.history) if resumable else spec.train.epochs
@@ -450,7 +451,7 @@ def status(name_or_path, *, epochs=None, datasets=(), repeats=None, storage=None
     rows = []
     for unit, trial in zip(work.units, unit_states(work, open_board(work, create=False)).values()):
         attrs = trial.user_attrs if trial else {}
-        state = "killed" if _lost_here(trial, work.runs_directory) else _status(trial)
+        state = "killed" if trial is not None and storages.lost_here(trial, work.runs_directory) else _status(trial)
         rows.append({**_identity(unit), "status": state, "run": attrs.get("run"), "host": attrs.get("host"),
                      "since": trial.datetime_start.isoformat(timespec="seconds")
                      if trial and trial.datetime_start and state == "running" else None,
@@ -468,20 +469,11 @@ def _identity(unit):
             "sweep": dict(unit.job.sweep), "seed": unit.seed}
 
 
-def _lost_here(trial, runs_directory):
-    """Whether a running unit's process on this machine is gone (killed): the next process queues it again."""
-    return (trial is not None and _status(trial) == "running" and trial.user_attrs.get("host") == socket.gethostname()
-            and bool(trial.user_attrs.get("run"))
-            and runs.Run(runs.runs_dir(runs_directory) / trial.user_attrs["run"]).status == "killed")
-
-
-def _local_run(trial, runs_directory, unit):
+def _resumable_run(trial, runs_directory, unit):
     """The run folder of a unit's earlier try, where it is on this machine and can be resumed with the unit's
     own spec; else None."""
-    if trial is None or trial.user_attrs.get("host") != socket.gethostname() or not trial.user_attrs.get("run"):
-        return None
-    run = runs.Run(runs.runs_dir(runs_directory) / trial.user_attrs["run"])
-    if run.status not in ("interrupted", "killed", "failed") or not _same_spec(unit.job.spec, run.path):
+    run = storages.local_run(trial, runs_directory) if trial is not None else None
+    if run is None or run.status not in ("interrupted", "killed", "failed") or not _same_spec(unit.job.spec, run.path):
         return None
     return run
 
@@ -581,7 +573,7 @@ class _Claim:
             raise optuna.TrialPruned("no unit left to claim")
         self.current = trial.number
         unit = self.by_key[key]
-        earlier = _local_run(trial, self.work.runs_directory, unit)
+        earlier = _resumable_run(trial, self.work.runs_directory, unit)
         job = runner.resumed_job(str(earlier.path), self.work.runs_directory) if earlier else unit.job
         if trial.user_attrs.get("run") and not earlier:
             self.reporter.note(f"{key}: its earlier run {trial.user_attrs['run']} (on {trial.user_attrs.get('host')}) "
@@ -631,14 +623,13 @@ def _narrowing_options(epochs, datasets, repeats, storage):
 def _row(unit, trial):
     """A unit's figures as the storage has them (any machine's), and what the seed reported beside them."""
     figures = (trial.user_attrs.get("figures") if trial else None) or {}
-    validation = unit.job.spec.train.validation
     return {**_identity(unit), "config": unit.job.spec.name, "status": _status(trial),
             "run": trial.user_attrs.get("run") if trial else None, "host": trial.user_attrs.get("host") if trial else None,
             "params": figures.get("params"), "test_accuracy": figures.get("test_accuracy"),
             "best_accuracy_in_training": figures.get("best_val_accuracy"),
             "best_loss_in_training": figures.get("best_val_loss"),
             # Seed A validates on the test set: its "best validation accuracy" is the best test accuracy seen.
-            "validated_on": "test set" if validation == "test" else f"{validation:.0%} of training set",
+            "validation": unit.job.spec.train.validation,
             "epochs": figures.get("epochs_run"), "seconds": figures.get("seconds"),
             "reported": unit.experiment.reported.get(unit.job.dataset, unit.experiment.reported.get(None)),
             "curves": figures.get("curves")}
@@ -657,7 +648,7 @@ def _groups(work, rows):
     for members in by_group.values():
         first = members[0]
         finished = [r for r in members if r["status"] == "finished"]
-        groups.append({**{k: first[k] for k in ("experiment", "dataset", "sweep", "config", "validated_on",
+        groups.append({**{k: first[k] for k in ("experiment", "dataset", "sweep", "config", "validation",
                                                   "reported")},
                        "params": first["params"], "runs": len(members), "finished": len(finished),
                        "statuses": sorted({r["status"] for r in members}),
@@ -726,7 +717,8 @@ def csv_text(groups):
     for group in groups:
         comparison = group.get("comparison") or {}
         writer.writerow({
-            **{k: group[k] for k in ("experiment", "dataset", "config", "params", "runs", "finished", "validated_on")},
+            **{k: group[k] for k in ("experiment", "dataset", "config", "params", "runs", "finished")},
+            "validated_on": report.validation_words(group["validation"]),
             "sweep": "; ".join(f"{k}={v}" for k, v in group["sweep"].items()),
             **{f"{field}_{part}": "" if group[field][part] is None else group[field][part]
                for field in SPREAD_FIELDS for part in ("mean", "std", "min", "max")},
@@ -782,5 +774,5 @@ def _curves(rows, path, title):
               for row in rows if row.get("curves")}
     if not curves:
         return None
-    validation = plots.validated_on(["test" if row["validated_on"] == "test set" else "hold-out" for row in rows])
+    validation = plots.validated_on([row["validation"] for row in rows])
     return str(plots.learning_curves(curves, path, title=title, validation=validation))

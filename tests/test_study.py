@@ -141,6 +141,22 @@ def test_a_study_name_that_is_a_path_stays_inside_the_runs_directory(small_datas
         "hostile.yaml", "runs"]
 
 
+def test_a_hold_out_is_named_in_words_in_the_json_and_csv_and_marked_val_in_the_table():
+    from mnistcls import metrics, report
+
+    group = {"experiment": "held out", "dataset": "mnist", "sweep": {}, "config": "tiny_cnn", "validation": 0.2,
+             "reported": None, "params": 10, "runs": 1, "finished": 1, "statuses": ["finished"],
+             **{field: metrics.spread([0.5]) for field in study.SPREAD_FIELDS}}
+    shown = report.study_json({"study": "s", "rows": [{"run": "r", "validation": "test", "epochs": 1}],
+                               "groups": [group]})
+    assert list(shown["rows"][0].items()) == [("run", "r"), ("validated_on", "test set"), ("epochs", 1)]
+    assert shown["groups"][0]["validated_on"] == "20% of training set" and "validation" not in shown["groups"][0]
+    header, line = study.csv_text([group]).splitlines()
+    assert dict(zip(header.split(","), line.split(",")))["validated_on"] == "20% of training set"
+    _, cells = report.study_cells([group])
+    assert "50.00% val" in cells[0]
+
+
 # --- repeated seeds, and studies shared by several processes and machines -------------------------
 
 def test_repeats_give_each_row_the_mean_and_spread_of_its_runs(small_dataset, tmp_path):
