@@ -18,9 +18,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from mnistcls import pipeline, train
+from mnistcls import data, pipeline, train
 from mnistcls.build import summarize
-from mnistcls.data import Dataset
 
 TRAIN_FLOPS_PER_FORWARD = 3  # forward, then gradients of inputs and of weights, each about as costly
 WARMUP_CALLS = 2  # calls into TensorFlow that trace and warm the training step before timing it
@@ -36,6 +35,14 @@ class Workload:
     num_classes: int = 10
     train_images: int = 60_000  # MNIST's and Fashion-MNIST's split sizes
     test_images: int = 10_000
+
+
+def workload(dataset, data_dir=None, offline=None):
+    """The Workload of a dataset: a built-in one's known sizes, or a folder's own (its files are read)."""
+    if dataset in data.DATASETS:
+        return Workload(num_classes=len(data.DATASETS[dataset].class_names))
+    loaded = data.load(dataset, data_dir=data_dir, offline=offline)
+    return Workload(loaded.image_shape, loaded.num_classes, len(loaded.x_train), len(loaded.x_test))
 
 
 @dataclass
@@ -85,7 +92,7 @@ def measure(spec, *, strategy, precision, steps, workload=Workload()):
     rng = np.random.default_rng(0)
     count = batch * (timed_steps + warmup_steps)
     eval_count = min(workload.test_images, 5_000)
-    stand_in = Dataset(name="random", class_names=[str(i) for i in range(workload.num_classes)],
+    stand_in = data.Dataset(name="random", class_names=[str(i) for i in range(workload.num_classes)],
                        x_train=rng.integers(0, 256, (count, *workload.image_shape), dtype=np.uint8),
                        y_train=rng.integers(0, workload.num_classes, count, dtype=np.uint8),
                        x_test=rng.integers(0, 256, (eval_count, *workload.image_shape), dtype=np.uint8),

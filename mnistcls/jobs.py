@@ -242,7 +242,7 @@ def bench_all(configs, overrides, *, device, steps, dataset=None, data_dir=None,
     for spec in [specs.load_spec(config, [*overrides, *extra]) for config in configs]:
         precision = runtime.choose_precision(spec.train.precision, placement.on_gpu)
         speed = bench.measure(spec, strategy=placement.strategy, precision=precision, steps=steps,
-                              workload=runner.workload(spec.data.dataset, data_dir, offline))
+                              workload=bench.workload(spec.data.dataset, data_dir, offline))
         if precision not in peaks:
             peaks[precision] = bench.matmul_peak_gflops(precision)
         speed.peak_gflops = peaks[precision]

@@ -241,12 +241,3 @@ def _tested_with_tta(model, dataset, tta, result):
     return dataclasses.replace(result, test_accuracy=tested.accuracy, test_loss=tested.loss,
                                test_accuracy_without_tta=result.test_accuracy)
 
-
-def workload(dataset, data_dir=None, offline=None):
-    """The bench.Workload of a dataset: a built-in one's known sizes, or a folder's own (its files are read)."""
-    from mnistcls import bench
-
-    if dataset in data.DATASETS:
-        return bench.Workload(num_classes=len(data.DATASETS[dataset].class_names))
-    loaded = data.load(dataset, data_dir=data_dir, offline=offline)
-    return bench.Workload(loaded.image_shape, loaded.num_classes, len(loaded.x_train), len(loaded.x_test))

@@ -434,7 +434,7 @@ def dry_run(name_or_path, *, epochs=None, datasets=(), repeats=None, storage=Non
             if key not in speeds:
                 speeds[key] = bench.measure(spec, strategy=placement.strategy, precision=precision,
                                             steps=ESTIMATE_STEPS,
-                                            workload=runner.workload(unit.job.dataset)).seconds_per_epoch
+                                            workload=bench.workload(unit.job.dataset)).seconds_per_epoch
             seconds = to_train * speeds[key]
         rows.append({**_identity(unit), "status": status, "run": (trial.user_attrs.get("run") if trial else None),
                      "epochs": to_train, "seconds": seconds})
