@@ -34,20 +34,24 @@ def styled(value, style):
     return Text(str(value), style=style)
 
 
-def table(title, columns, rows, caption=None):
-    """A table whose numeric columns (names ending in '>') are right-aligned; every cell is `plain`."""
+def table(title, columns, rows, caption=None, whole=(0,)):
+    """A table whose numeric columns (names ending in '>') are right-aligned; every cell is `plain`.
+
+    The columns at the indices `whole` are never wrapped: by default the first, which
+    names the row (a run id, a file).
+    """
     t = Table(title=plain(title), caption=None if caption is None else plain(caption), title_justify="left",
               caption_justify="left")
     rows = [[plain(v) for v in row] for row in rows]
     for i, col in enumerate(columns):
         numeric = col.endswith(">")
         name = col[:-1] if numeric else col
-        # A number is never cut or wrapped: its column is at least as wide as its widest cell and
-        # its header's longest word (the header wraps between words). The first column names the
-        # row (a run id, a file) and stays whole; other text folds where room runs out.
+        # A number is never cut or wrapped either: its column is at least as wide as its widest cell
+        # and its header's longest word (the header wraps between words). Other text folds where
+        # room runs out.
         widest = max([len(word) for word in name.split()] + [row[i].cell_len for row in rows if i < len(row)])
-        t.add_column(plain(name), justify="right" if numeric else "left", no_wrap=i == 0,
-                     min_width=widest if numeric or i == 0 else min(8, widest), overflow="fold")
+        t.add_column(plain(name), justify="right" if numeric else "left", no_wrap=i in whole,
+                     min_width=widest if numeric or i in whole else min(8, widest), overflow="fold")
     for row in rows:
         t.add_row(*row)
     return t
@@ -102,11 +106,12 @@ def model_summary(summary):
                 "(next to nothing)" + ("; n/a: a layer type whose MACs mnistcls cannot count" if summary.macs is None
                                        else ""))
     title = f"{summary.name}: {summary.description}" if summary.description else summary.name
-    columns = ["Layer (type)", "Output Shape", "Param #>", "MACs>"]
-    if graph:
-        columns = ["Layer (type)", "Spec entry", "Output Shape", "Param #>", "MACs>", "Connected to"]
-        caption += "\nMerges count one operation per value for each input beyond the first; a concat, none"
-    return table(title, columns, rows, caption)
+    if not graph:
+        return table(title, ["Layer (type)", "Output Shape", "Param #>", "MACs>"], rows, caption)
+    caption += "\nMerges count one operation per value for each input beyond the first; a concat, none"
+    # Six columns rarely fit: the layer's and its inputs' names fold, its spec entry and shape stay whole.
+    return table(title, ["Layer (type)", "Spec entry", "Output Shape", "Param #>", "MACs>", "Connected to"], rows,
+                 caption, whole=(1, 2))
 
 
 def models_overview(summaries):

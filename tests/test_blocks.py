@@ -176,6 +176,15 @@ def test_summary_shows_the_spec_entry_and_connections_of_a_graph():
     assert "Connected to" not in plain.output  # a chain reads as Keras prints a Sequential model
 
 
+def test_a_graph_summary_in_120_columns_keeps_each_shape_and_spec_entry_on_one_line():
+    result = CliRunner().invoke(cli, ["summary", "-c", "inception_fashion.yaml"], terminal_width=120,
+                                env={"COLUMNS": "120"})
+    assert result.exit_code == 0, result.output
+    assert max(len(line) for line in result.output.splitlines()) <= 120
+    for whole in ("(None, 14, 14, 32)", "model.5.branches.2.0", "2,709,504"):
+        assert whole in result.output
+
+
 # --- saving, loading, and every command on a small graph model ---------------------------------
 
 def test_repeated_copies_have_distinct_names_and_the_saved_model_predicts_the_same(tmp_path):
