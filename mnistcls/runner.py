@@ -63,7 +63,7 @@ def check_and_load(planned, data_dir, offline, reporter):
     from mnistcls import train  # imports TensorFlow
 
     problems = []
-    for job in planned:
+    for job in _differently_built(planned):
         dataset = loaded[job.dataset]
         try:
             with phases.phase("check every model's shapes and batch size"):
@@ -75,6 +75,17 @@ def check_and_load(planned, data_dir, offline, reporter):
         raise SpecError(problems)
     runtime.enable_determinism()
     return loaded
+
+
+def _differently_built(planned):
+    """One job of each group that builds and checks alike: jobs that differ only in their seed (a study's
+    repeats) build the same model from the same data."""
+    distinct = {}
+    for job in planned:
+        recipe = job.spec.to_dict()
+        recipe["train"] = {**recipe["train"], "seed": None}
+        distinct.setdefault(json.dumps([recipe, job.dataset], sort_keys=True), job)
+    return distinct.values()
 
 
 def plan(configs, datasets, overrides):

@@ -212,6 +212,17 @@ def test_a_batch_larger_than_the_training_set_is_a_spec_problem_before_any_run(s
     assert runs.all_runs(tmp_path) == []
 
 
+def test_runs_that_differ_only_in_their_seed_are_built_and_checked_once(small_dataset, monkeypatch):
+    from mnistcls import progress, runner, spec as specs
+
+    built = []
+    monkeypatch.setattr(runner, "build_model", lambda spec, *shape: built.append(spec.train.seed))
+    planned = [runner.Job(specs.load_spec(TINY_SPEC, [f"train.seed={seed}", f"train.epochs={epochs}"]),
+                          str(small_dataset)) for seed in (0, 1, 2) for epochs in (1, 2)]
+    runner.check_and_load(planned, None, True, progress.SILENT)
+    assert built == [0, 0]  # one build for each number of epochs, none for the other seeds
+
+
 def test_the_tiny_spec_takes_the_multi_step_path_of_real_runs(small_dataset):
     """Its steps per epoch are a multiple of its steps_per_execution, so none is lowered to 1 per call."""
     import tensorflow as tf
