@@ -10,12 +10,16 @@ Work is counted in floating-point operations: a forward pass is two per
 multiply-accumulate of the model summary's; a training step about three times a
 forward pass (the backward pass computes gradients for both the inputs and the
 weights of each layer). The peak is measured here, in the same run: chained large
-matrix products in the precision the model computes in.
+matrix products in the precision the model computes in, probed right after each timed
+call into TensorFlow, so that a neighbour's load that comes and goes within seconds
+slows the model and the peak it is compared with alike.
 """
 
+import statistics
 import time
 from dataclasses import asdict, dataclass
 
+import keras
 import numpy as np
 
 from mnistcls import data, pipeline, train
@@ -23,7 +27,7 @@ from mnistcls.build import summarize
 
 TRAIN_FLOPS_PER_FORWARD = 3  # forward, then gradients of inputs and of weights, each about as costly
 WARMUP_CALLS = 2  # calls into TensorFlow that trace and warm the training step before timing it
-PEAK_SECONDS = 1.0  # how long the matrix-multiply probe runs
+PEAK_SECONDS = 1.0  # how long the matrix-multiply probes run in all, for one model
 PEAK_SIZE = 1024  # its matrices are PEAK_SIZE x PEAK_SIZE
 
 
@@ -82,8 +86,9 @@ class Speed:
                 "eval_share_of_peak": self.share_of_peak(self.eval_gflops)}
 
 
-def measure(spec, *, strategy, precision, steps, workload=Workload()):
-    """Time about `steps` training steps (whole calls into TensorFlow, after warming up) and an evaluation pass."""
+def measure(spec, *, strategy, precision, steps, workload=Workload(), peak_probe=None):
+    """Time about `steps` training steps (whole calls into TensorFlow, after warming up) and an evaluation pass;
+    with a PeakProbe of `precision`, the peak beside them is the mean of its probes between the calls."""
     batch = spec.train.batch_size
     epoch_steps = train.steps_per_epoch(spec.train, workload.train_images)
     per_call = train.steps_per_execution(spec.train, epoch_steps, strategy)
@@ -109,9 +114,8 @@ def measure(spec, *, strategy, precision, steps, workload=Workload()):
         return batches
 
     model.fit(one_epoch(0, warmup_steps), shuffle=False, verbose=0)
-    started = time.perf_counter()
-    model.fit(one_epoch(warmup_steps, timed_steps), shuffle=False, verbose=0)
-    train_seconds = time.perf_counter() - started
+    calls = _TimedCalls(peak_probe, PEAK_SECONDS * per_call / timed_steps)
+    model.fit(one_epoch(warmup_steps, timed_steps), shuffle=False, verbose=0, callbacks=[calls])
 
     test = pipeline.batches(stand_in.x_test, stand_in.y_test, pipeline.EVAL_BATCH_SIZE, workload.num_classes,
                             one_hot)
@@ -120,35 +124,62 @@ def measure(spec, *, strategy, precision, steps, workload=Workload()):
     model.evaluate(test, verbose=0)
     eval_seconds = time.perf_counter() - started
     macs = summarize(model, spec.name).macs
-    return Speed(spec.name, precision, batch, per_call, timed_steps * batch / train_seconds, eval_count / eval_seconds,
-                 None if macs is None else 2 * macs, workload.train_images, workload.test_images)
+    return Speed(spec.name, precision, batch, per_call, timed_steps * batch / sum(calls.seconds),
+                 eval_count / eval_seconds, None if macs is None else 2 * macs, workload.train_images,
+                 workload.test_images, peak_gflops=statistics.mean(calls.peaks) if calls.peaks else None)
 
 
-def matmul_peak_gflops(precision):
+class _TimedCalls(keras.callbacks.Callback):
+    """The time of each call into TensorFlow of a `fit`, and after each, when given a PeakProbe, the
+    matmul peak probed for `probe_seconds`."""
+
+    def __init__(self, peak_probe, probe_seconds):
+        super().__init__()
+        self.peak_probe, self.probe_seconds = peak_probe, probe_seconds
+        self.seconds, self.peaks = [], []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.started = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        # Keras calls this once the call's results are read back (a callback that has it is not run
+        # asynchronously), so the call has ended.
+        self.seconds.append(time.perf_counter() - self.started)
+        if self.peak_probe is not None:
+            self.peaks.append(self.peak_probe(self.probe_seconds))
+
+
+class PeakProbe:
     """This machine's rate of large matrix products in the compute dtype of `precision`, in GFLOP/s.
 
     Chained products (each one's result feeds the next), so nothing is skipped or
-    cached, in one traced function, repeated for about PEAK_SECONDS after a warm-up.
+    cached, in one traced function, traced and warmed up once; each call repeats it
+    for about the seconds asked (at least once).
     """
-    import tensorflow as tf
 
-    dtype = {"mixed_bfloat16": tf.bfloat16, "mixed_float16": tf.float16}.get(precision, tf.float32)
-    rng = np.random.default_rng(0)
-    # Orthogonal-ish scaling keeps the chained values finite in every precision.
-    start = tf.cast(rng.standard_normal((PEAK_SIZE, PEAK_SIZE)) / np.sqrt(PEAK_SIZE), dtype)
-    factor = tf.cast(rng.standard_normal((PEAK_SIZE, PEAK_SIZE)) / np.sqrt(PEAK_SIZE), dtype)
-    chain = 8
+    CHAIN = 8
 
-    @tf.function
-    def products(x):
-        for _ in range(chain):
-            x = tf.matmul(x, factor)
-        return x
+    def __init__(self, precision):
+        import tensorflow as tf
 
-    products(start).numpy()  # trace and warm up
-    runs, started = 0, time.perf_counter()
-    while time.perf_counter() - started < PEAK_SECONDS:
-        products(start).numpy()
-        runs += 1
-    seconds = time.perf_counter() - started
-    return 2 * PEAK_SIZE ** 3 * chain * runs / seconds / 1e9
+        dtype = {"mixed_bfloat16": tf.bfloat16, "mixed_float16": tf.float16}.get(precision, tf.float32)
+        rng = np.random.default_rng(0)
+        # Orthogonal-ish scaling keeps the chained values finite in every precision.
+        self.start = tf.cast(rng.standard_normal((PEAK_SIZE, PEAK_SIZE)) / np.sqrt(PEAK_SIZE), dtype)
+        factor = tf.cast(rng.standard_normal((PEAK_SIZE, PEAK_SIZE)) / np.sqrt(PEAK_SIZE), dtype)
+
+        @tf.function
+        def products(x):
+            for _ in range(self.CHAIN):
+                x = tf.matmul(x, factor)
+            return x
+
+        self.products = products
+        products(self.start).numpy()  # trace and warm up
+
+    def __call__(self, seconds=PEAK_SECONDS):
+        runs, started = 0, time.perf_counter()
+        while runs == 0 or time.perf_counter() - started < seconds:
+            self.products(self.start).numpy()
+            runs += 1
+        return 2 * PEAK_SIZE ** 3 * self.CHAIN * runs / (time.perf_counter() - started) / 1e9

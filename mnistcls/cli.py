@@ -538,9 +538,10 @@ def bench(ctx, configs, overrides, precision, device, steps, dataset, data_dir, 
     that `mnistcls train` uses for the spec on its dataset) on random images of
     the dataset's shape, so the data itself is not needed, and estimates the time
     of an epoch. Beside each model's rate in GFLOP/s it prints its share of this
-    machine's peak for large matrix products in the same precision, measured in
-    the same run: how much a bigger batch, a wider layer or another precision
-    could still gain. Default: the bundled cnn_relu.yaml.
+    machine's peak for large matrix products in the same precision, probed
+    between the model's timed steps (so a busy machine slows both alike): how
+    much a bigger batch, a wider layer or another precision could still gain.
+    Default: the bundled cnn_relu.yaml.
 
     \b
     Examples:

@@ -238,15 +238,14 @@ def bench_all(configs, overrides, *, device, steps, dataset=None, data_dir=None,
 
     placement = runtime.select_strategy(device)
     extra = [f"data.dataset={json.dumps(runner.dataset_name(dataset))}"] if dataset else []
-    speeds, peaks = [], {}
+    speeds, probes = [], {}
     for spec in [specs.load_spec(config, [*overrides, *extra]) for config in configs]:
         precision = runtime.choose_precision(spec.train.precision, placement.on_gpu)
-        speed = bench.measure(spec, strategy=placement.strategy, precision=precision, steps=steps,
-                              workload=bench.workload(spec.data.dataset, data_dir, offline))
-        if precision not in peaks:
-            peaks[precision] = bench.matmul_peak_gflops(precision)
-        speed.peak_gflops = peaks[precision]
-        speeds.append(speed)
+        if precision not in probes:
+            probes[precision] = bench.PeakProbe(precision)
+        speeds.append(bench.measure(spec, strategy=placement.strategy, precision=precision, steps=steps,
+                                    workload=bench.workload(spec.data.dataset, data_dir, offline),
+                                    peak_probe=probes[precision]))
     return speeds, placement.description
 
 

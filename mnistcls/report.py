@@ -375,15 +375,24 @@ def speed_table(speeds, device):
              "n/a" if s.flops_per_image is None else f"{s.flops_per_image / 1e6:,.1f}",
              rate(s.train_gflops, s.share_of_peak(s.train_gflops)), rate(s.eval_gflops, s.share_of_peak(s.eval_gflops)))
             for s in speeds]
-    peaks = sorted({(s.precision, s.peak_gflops) for s in speeds if s.peak_gflops})
+    peaks = {}  # precision -> the peaks probed beside its models
+    for s in speeds:
+        if s.peak_gflops:
+            peaks.setdefault(s.precision.removeprefix("mixed_"), []).append(s.peak_gflops)
     caption = (f"Epoch: {speeds[0].train_images:,} training images and validation on {speeds[0].test_images:,}"
                if len({(s.train_images, s.test_images) for s in speeds}) == 1 else "Epoch: each config's dataset's")
     caption += ("\nGFLOP/s: 2 per multiply-accumulate of a forward pass, 3 forward passes a training step; in "
-                "brackets the share of this machine's matrix-multiply peak, measured now: "
-                + ", ".join(f"{gflops:,.0f} GFLOP/s in {precision.removeprefix('mixed_')}" for precision, gflops in peaks))
+                "brackets the share of this machine's matrix-multiply peak, probed between each model's timed steps: "
+                + ", ".join(f"{_span(gflops)} GFLOP/s in {precision}" for precision, gflops in peaks.items()))
     return table(f"Speed on {device}", ["Config", "Compute", "Batch>", "Steps per call>", "Train img/s>",
                                          "Eval img/s>", "Epoch s (est.)>", "MFLOP per img>", "Train GFLOP/s>",
                                          "Eval GFLOP/s>"], rows, caption=caption)
+
+
+def _span(values):
+    """'640' for one value or several alike, '610-680' for a spread."""
+    low, high = f"{min(values):,.0f}", f"{max(values):,.0f}"
+    return low if low == high else f"{low}-{high}"
 
 
 def phases_table(spent, total):

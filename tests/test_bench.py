@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import TINY_SPEC
-from mnistcls import train
+from mnistcls import bench, train
 from mnistcls.cli import cli
 
 
@@ -19,8 +19,13 @@ def test_bench_times_a_model_compiled_with_the_specs_precision_and_steps_per_exe
         compiled.append(model)
         return model, callbacks
 
-    real = train.compiled_model
+    def count_the_probes(probe, seconds):
+        probed.append(seconds)
+        return real_probe(probe, seconds)
+
+    real, real_probe, probed = train.compiled_model, bench.PeakProbe.__call__, []
     monkeypatch.setattr(train, "compiled_model", keep_the_model)
+    monkeypatch.setattr(bench.PeakProbe, "__call__", count_the_probes)
     result = CliRunner().invoke(cli, ["bench", "-c", TINY_SPEC, "--steps", "5", "--precision", "mixed_bfloat16",
                                       "--set", "train.steps_per_execution=4", "--json"])
     assert result.exit_code == 0, result.output
@@ -32,6 +37,8 @@ def test_bench_times_a_model_compiled_with_the_specs_precision_and_steps_per_exe
     assert speed["train_gflops"] == pytest.approx(3 * speed["flops_per_image"] * speed["train_images_per_second"] / 1e9)
     assert speed["peak_gflops"] > 0 and speed["train_share_of_peak"] == pytest.approx(
         speed["train_gflops"] / speed["peak_gflops"])
+    # 5 steps timed as 2 whole calls of 4: the peak is probed after each, for half the probing time each.
+    assert probed == [bench.PEAK_SECONDS / 2] * 2
 
     (model,) = compiled
     assert model.steps_per_execution == 4

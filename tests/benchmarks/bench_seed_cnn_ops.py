@@ -22,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import tensorflow as tf  # noqa: E402
 
-from mnistcls.bench import matmul_peak_gflops  # noqa: E402
+from mnistcls.bench import PeakProbe  # noqa: E402
 
 BATCH = 128
 # cnn_relu.yaml's convolutions: (map size, input channels, kernel size, filters)
@@ -35,7 +35,7 @@ def main():
     parser.add_argument("--precision", choices=["mixed_bfloat16", "float32"], default="mixed_bfloat16")
     args = parser.parse_args()
     dtype = tf.bfloat16 if args.precision == "mixed_bfloat16" else tf.float32
-    peak = matmul_peak_gflops(args.precision)
+    peak = PeakProbe(args.precision)()
     print(f"matmul peak in {dtype.name}: {peak:.0f} GFLOP/s; batch {BATCH}; milliseconds per training step\n")
     total = 0.0
     for name, (size, channels, kernel, filters) in CONVOLUTIONS.items():
