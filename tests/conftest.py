@@ -53,7 +53,7 @@ def real_data_dir():
     return REAL_DATA
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")  # session-wide, so module-wide fixtures can take it too
 def fashion_system_dir():
     """Debian's dataset-fashion-mnist package: the complete real Fashion-MNIST."""
     if not (FASHION_SYSTEM_DIR / "train-images-idx3-ubyte.gz").is_file():

@@ -125,13 +125,9 @@ def _photo_accuracy(runs_dir, run_id, paths, labels):
 
 
 @pytest.fixture(scope="module")
-def fashion_run(tmp_path_factory):
+def fashion_run(fashion_system_dir, tmp_path_factory):
     """(folder, runs directory, run id, test accuracy) of MODEL trained on a slice of the real Fashion-MNIST."""
-    from conftest import FASHION_SYSTEM_DIR
-
-    if not (FASHION_SYSTEM_DIR / "train-images-idx3-ubyte.gz").is_file():
-        pytest.skip("Fashion-MNIST not installed: apt-get install -y dataset-fashion-mnist")
-    folder = _slice(FASHION_SYSTEM_DIR, "train", tmp_path_factory, "fashion")
+    folder = _slice(fashion_system_dir, "train", tmp_path_factory, "fashion")
     return (folder, *_train(folder, tmp_path_factory, "data.style=fashion"))
 
 
