@@ -638,11 +638,7 @@ def study(ctx, name, epochs, datasets, repeats, storage, dry_run, show_status, r
     else:
         report.console.print(report.study_summary(result))
         report.console.print(report.study_table(result))
-        report.console.print(report.files_text({"Markdown": result["files"]["markdown"], "CSV": result["files"]["csv"],
-                                                **{f"Sweep plot {i}": path
-                                                   for i, path in enumerate(result["files"]["sweeps"], 1)},
-                                                **{f"Learning curves {i}": path
-                                                   for i, path in enumerate(result["files"]["curves"], 1)}}))
+        report.console.print(report.study_files(result))
     if result["counts"].get("failed"):
         ctx.exit(1)
 

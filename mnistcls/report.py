@@ -538,6 +538,14 @@ def study_summary(result):
                                       if state in ("running", "waiting", "failed")))
 
 
+def study_files(result):
+    """The files a study wrote, one "what: path" line each."""
+    files = result["files"]
+    return files_text({"Markdown": files["markdown"], "CSV": files["csv"],
+                       **{f"Sweep plot {i}": path for i, path in enumerate(files["sweeps"], 1)},
+                       **{f"Learning curves {i}": path for i, path in enumerate(files["curves"], 1)}})
+
+
 def study_table(result):
     """`mnistcls study`: the study's table, ours beside the seed's figures."""
     columns, cells = study_cells(result["groups"])

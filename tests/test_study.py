@@ -159,6 +159,14 @@ def test_a_hold_out_is_named_in_words_in_the_json_and_csv_and_marked_val_in_the_
 
 # --- repeated seeds, and studies shared by several processes and machines -------------------------
 
+def test_the_files_a_study_wrote_are_listed_one_a_line_and_the_unwritten_left_out():
+    from mnistcls import report
+
+    files = {"markdown": "r/s.md", "csv": "r/s.csv", "sweeps": ["r/a.png", None], "curves": ["r/c.png"]}
+    assert str(report.study_files({"files": files})).splitlines() == [
+        "Markdown: r/s.md", "CSV: r/s.csv", "Sweep plot 1: r/a.png", "Learning curves 1: r/c.png"]
+
+
 def test_repeats_give_each_row_the_mean_and_spread_of_its_runs(small_dataset, tmp_path):
     import numpy as np
 
